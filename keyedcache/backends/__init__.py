@@ -1,0 +1,56 @@
+"""Picks the adapter for a Django cache alias: native where the backend allows, generic elsewhere."""
+
+from __future__ import annotations
+
+from django.core.cache import caches
+from django.core.cache.backends.base import default_key_func
+
+from keyedcache.backends.base import MISSING, Adapter, EnumeratingAdapter, entry_of
+from keyedcache.backends.generational import (
+    FileBasedAdapter,
+    GenerationalAdapter,
+    MemcachedAdapter,
+)
+
+__all__ = [
+    "MISSING",
+    "Adapter",
+    "EnumeratingAdapter",
+    "GenerationalAdapter",
+    "adapter_class_for",
+    "build_adapter",
+    "entry_of",
+]
+
+# Matched on the backend's dotted class path, so importing an adapter module
+# (and its client library) happens only for the backend in use.
+_NATIVE = {
+    "django.core.cache.backends.locmem.LocMemCache": "keyedcache.backends.locmem.LocMemAdapter",
+    "django.core.cache.backends.db.DatabaseCache": "keyedcache.backends.database.DatabaseAdapter",
+    "django.core.cache.backends.redis.RedisCache": "keyedcache.backends.redis.RedisAdapter",
+}
+_GENERATIONAL: dict[str, type[GenerationalAdapter]] = {
+    "django.core.cache.backends.memcached.PyMemcacheCache": MemcachedAdapter,
+    "django.core.cache.backends.memcached.PyLibMCCache": MemcachedAdapter,
+    "django.core.cache.backends.filebased.FileBasedCache": FileBasedAdapter,
+}
+
+
+def adapter_class_for(alias: str) -> type[Adapter]:
+    """Return the adapter class that suits the cache configured as `alias`."""
+    from django.utils.module_loading import import_string
+
+    backend = caches[alias]
+    path = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if path in _GENERATIONAL:
+        return _GENERATIONAL[path]
+    # Native adapters read made keys directly; a custom KEY_FUNCTION hides them.
+    if path in _NATIVE and backend.key_func is default_key_func:
+        cls: type[Adapter] = import_string(_NATIVE[path])
+        return cls
+    return GenerationalAdapter
+
+
+def build_adapter(alias: str, namespace: str) -> Adapter:
+    """Build the adapter for `alias`, storing entries under `namespace`."""
+    return adapter_class_for(alias)(alias, namespace)

@@ -1,0 +1,192 @@
+"""The adapter contract and the storage-key bookkeeping every adapter shares."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
+
+from keyedcache import keys
+from keyedcache.entry import Entry, is_packed, unpack
+
+# memcached's limit, which Django enforces (by warning) on every backend.
+MAX_KEY_LENGTH = 250
+
+# Returned by raw reads for "not stored"; None is a legitimate stored value.
+MISSING: Any = object()
+
+Timeout = float | int | None | object
+
+
+class Adapter:
+    """Stores keyedcache entries in one Django cache alias.
+
+    Subclasses say what their backend can do natively: enumerate keys under a
+    prefix, delete them, report a TTL. The store never looks past this class.
+    """
+
+    #: Short name shown in stats, the dashboard and the docs' capability table.
+    name = "generic"
+    #: True when keys under a prefix can be listed from the backend itself.
+    enumerates = False
+    #: Cap on the memo of logical -> storage keys (a plain dict, cleared when full).
+    storage_key_memo_size = 8192
+
+    def __init__(self, alias: str, namespace: str) -> None:
+        self.alias = alias
+        self.namespace = namespace
+        # Django's cache objects are per thread (some clients are not thread
+        # safe); hold the one of the calling thread.
+        self._local = threading.local()
+        self._storage_keys: dict[str, str] = {}
+        probe = caches[alias]
+        self._local.cache = probe
+        self.default_timeout: float | None = probe.default_timeout
+        made_prefix = probe.make_key("")
+        self.budget = MAX_KEY_LENGTH - len(made_prefix)
+        # With Django's own key function the made key is prefix + storage key,
+        # which lets native adapters skip make_key/validate_key on hot paths.
+        self.made_prefix: str | None = (
+            made_prefix if probe.key_func is default_key_func else None
+        )
+
+    # -- plumbing ---------------------------------------------------------
+
+    @property
+    def cache(self) -> BaseCache:
+        """The Django cache object for this alias in the calling thread."""
+        try:
+            return self._local.cache  # type: ignore[no-any-return]
+        except AttributeError:
+            self._local.cache = cache = caches[self.alias]
+            return cache
+
+    def storage_key(self, key: str) -> str:
+        """Return the storage key of logical `key` (memoized: it is on every read)."""
+        stored = self._storage_keys.get(key)
+        if stored is None:
+            stored = keys.storage_key(key, self.namespace, self.budget)
+            if len(self._storage_keys) >= self.storage_key_memo_size:
+                self._storage_keys.clear()
+            self._storage_keys[key] = stored
+        return stored
+
+    def plain_storage_key(self, key: str) -> bool:
+        """Tell whether the logical key can be read back from its storage key."""
+        return self.storage_key(key) == f"{self.namespace}:{key}"
+
+    def logical_key(self, stored: str) -> str | None:
+        """Read the logical key back from a storage key, or None if it was digested."""
+        body = stored[len(self.namespace) + 1 :]
+        return None if keys.DIGEST_MARK in body else body
+
+    def resolve_timeout(self, timeout: Timeout) -> float | None:
+        """Turn Django's DEFAULT_TIMEOUT into the alias's default, in seconds."""
+        if timeout is DEFAULT_TIMEOUT:
+            return self.default_timeout
+        return timeout  # type: ignore[return-value]
+
+    # -- entries ----------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """Return the packed envelope stored for `key`, or MISSING."""
+        return self.cache.get(self.storage_key(key), MISSING)
+
+    def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
+        """Return {key: packed envelope} for the keys that are stored."""
+        by_storage = {self.storage_key(k): k for k in key_list}
+        found = self.cache.get_many(list(by_storage))
+        return {by_storage[s]: raw for s, raw in found.items()}
+
+    def set(self, key: str, packed: tuple[Any, ...], timeout: Timeout) -> None:
+        """Store the packed envelope under `key` for `timeout` (Django's rules)."""
+        self.cache.set(self.storage_key(key), packed, timeout)
+
+    def add(self, key: str, packed: tuple[Any, ...], timeout: Timeout) -> bool:
+        """Store only when nothing is stored under `key`; say whether it stored."""
+        return bool(self.cache.add(self.storage_key(key), packed, timeout))
+
+    def delete(self, key: str) -> bool:
+        """Delete `key` alone; say whether it was there."""
+        return bool(self.cache.delete(self.storage_key(key)))
+
+    def delete_subtree(self, key: str) -> list[str] | None:
+        """Delete `key` and every key below it; return the deleted keys, or None if unknown."""
+        raise NotImplementedError
+
+    def delete_all(self) -> list[str] | None:
+        """Delete every keyedcache entry (and nothing else); return keys, or None if unknown."""
+        raise NotImplementedError
+
+
+class EnumeratingAdapter(Adapter):
+    """An adapter whose backend can list the storage keys under a prefix."""
+
+    enumerates = True
+
+    def scan(self, stored_prefix: str) -> Iterator[str]:
+        """Yield the storage keys that start with `stored_prefix` and are not expired."""
+        raise NotImplementedError
+
+    def delete_stored(self, stored_keys: list[str]) -> None:
+        """Delete the given storage keys."""
+        self.cache.delete_many(stored_keys)
+
+    def delete_subtree(self, key: str) -> list[str] | None:
+        targets = set(self.scan(f"{self._subtree_root(key)}{keys.KEY_DELIM}"))
+        targets.update(self.scan_exact(self.storage_key(key)))
+        targets.update(self._collapsed_descendants(key))
+        return self._delete_and_name(targets)
+
+    def delete_all(self) -> list[str] | None:
+        return self._delete_and_name(set(self.scan(f"{self.namespace}:")))
+
+    def scan_exact(self, stored: str) -> Iterator[str]:
+        """Yield `stored` if it is stored (the subtree's root itself)."""
+        if self.cache.get(stored, MISSING) is not MISSING:
+            yield stored
+
+    def _subtree_root(self, key: str) -> str:
+        return f"{self.namespace}:{keys.safe_path(key)}"
+
+    def _collapsed_descendants(self, key: str) -> Iterator[str]:
+        """Descendants whose storage keys were cut above `key` (only for very long keys)."""
+        root = self._subtree_root(key)
+        tail_room = len(keys.COLLAPSE_MARK) + keys.DIGEST_CHARS
+        if len(root) + len(keys.KEY_DELIM) + tail_room <= self.budget:
+            return  # every descendant's cut point lies below `key`: the scan saw them
+        path = keys.safe_path(key)
+        child_prefix = key + keys.KEY_DELIM
+        boundaries = {0} | {i + 2 for i in range(len(path)) if path.startswith("::", i)}
+        for end in sorted(boundaries):
+            head = f"{self.namespace}:{path[:end]}{keys.COLLAPSE_MARK}"
+            for stored in self.scan(head):
+                entry = unpack(self.cache.get(stored, MISSING))
+                if entry is not None and entry.key is not None and (
+                    entry.key == key or entry.key.startswith(child_prefix)
+                ):
+                    yield stored
+
+    def _delete_and_name(self, targets: set[str]) -> list[str]:
+        ordered = sorted(targets)
+        names = [self._name_of(stored) for stored in ordered]
+        for start in range(0, len(ordered), 500):
+            self.delete_stored(ordered[start : start + 500])
+        return [name for name in names if name is not None]
+
+    def _name_of(self, stored: str) -> str | None:
+        name = self.logical_key(stored)
+        if name is not None:
+            return name
+        entry = unpack(self.cache.get(stored, MISSING))
+        return entry.key if entry is not None else None
+
+
+def entry_of(raw: Any) -> Entry | None:
+    """Return the Entry in a raw stored value, None for a miss or foreign data."""
+    if raw is MISSING or not is_packed(raw):
+        return None
+    return unpack(raw)

@@ -1,0 +1,60 @@
+"""Adapter for Django's LocMemCache: enumerates its dict, reads it without re-validating keys."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.cache.backends.locmem import LocMemCache
+
+from keyedcache.backends.base import MISSING, EnumeratingAdapter
+
+
+class LocMemAdapter(EnumeratingAdapter):
+    """Local-memory cache: one process, so "every process" is this one."""
+
+    name = "locmem"
+
+    def __init__(self, alias: str, namespace: str) -> None:
+        super().__init__(alias, namespace)
+        probe = self.cache
+        assert isinstance(probe, LocMemCache)
+        # LocMemCache instances of one LOCATION share these module-level objects,
+        # so binding them once is right for every thread.
+        self._data = probe._cache
+        self._expiry = probe._expire_info
+        self._lock = probe._lock
+
+    def get(self, key: str) -> Any:
+        if self.made_prefix is None:
+            return super().get(key)
+        # Same steps as LocMemCache.get, minus make_key/validate_key: keyedcache
+        # storage keys are valid by construction.
+        made = self.made_prefix + self.storage_key(key)
+        with self._lock:
+            expires = self._expiry.get(made, -1)
+            if expires is not None and expires <= time.time():
+                if expires != -1:
+                    self._data.pop(made, None)
+                    self._expiry.pop(made, None)
+                return MISSING
+            pickled = self._data[made]
+            self._data.move_to_end(made, last=False)
+        return pickle.loads(pickled)
+
+    def scan(self, stored_prefix: str) -> Iterator[str]:
+        prefix = self.made_prefix
+        if prefix is None:
+            return
+        made = prefix + stored_prefix
+        now = time.time()
+        with self._lock:
+            found = [
+                k
+                for k in self._data
+                if k.startswith(made) and ((exp := self._expiry.get(k)) is None or exp > now)
+            ]
+        for k in found:
+            yield k[len(prefix) :]

@@ -1,0 +1,70 @@
+"""Django system checks for keyedcache's settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import InvalidCacheBackendError, default_key_func
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from keyedcache.backends import adapter_class_for
+from keyedcache.backends.base import MAX_KEY_LENGTH
+from keyedcache.store import DEFAULT_NAMESPACE
+
+# Room a storage key needs beyond the namespace: a digest tail and a segment.
+_MIN_ROOM = 64
+
+
+@register(Tags.caches)
+def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Check KEYEDCACHE_ALIAS, KEYEDCACHE_NAMESPACE and the alias they point at."""
+    messages: list[CheckMessage] = []
+    alias = getattr(settings, "KEYEDCACHE_ALIAS", "default")
+    namespace = getattr(settings, "KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE)
+    if not isinstance(alias, str) or alias not in settings.CACHES:
+        messages.append(
+            Error(
+                f"KEYEDCACHE_ALIAS is {alias!r}, which is not an alias in settings.CACHES "
+                f"(aliases: {', '.join(sorted(settings.CACHES)) or 'none'}).",
+                hint="Set KEYEDCACHE_ALIAS to one of the CACHES aliases, or leave it out for 'default'.",
+                id="keyedcache.E001",
+            )
+        )
+        return messages
+    if not isinstance(namespace, str) or not namespace or not all(33 <= ord(c) < 126 and c != ":" for c in namespace):
+        messages.append(
+            Error(
+                f"KEYEDCACHE_NAMESPACE is {namespace!r}; it must be a non-empty string of "
+                "printable ASCII without spaces, ':' or '~'.",
+                id="keyedcache.E002",
+            )
+        )
+        return messages
+    try:
+        backend = caches[alias]
+    except (InvalidCacheBackendError, ImportError) as exc:
+        messages.append(
+            Error(f"CACHES[{alias!r}] (KEYEDCACHE_ALIAS) cannot be loaded: {exc}", id="keyedcache.E003")
+        )
+        return messages
+    room = MAX_KEY_LENGTH - len(backend.make_key("")) - len(namespace) - 1
+    if room < _MIN_ROOM:
+        messages.append(
+            Error(
+                f"CACHES[{alias!r}]['KEY_PREFIX'] and KEYEDCACHE_NAMESPACE leave only {room} "
+                f"characters of the {MAX_KEY_LENGTH}-character key limit for keyedcache keys.",
+                hint="Shorten KEY_PREFIX or KEYEDCACHE_NAMESPACE.",
+                id="keyedcache.E004",
+            )
+        )
+    if backend.key_func is not default_key_func and adapter_class_for(alias).name == "generic":
+        messages.append(
+            Warning(
+                f"CACHES[{alias!r}] uses a custom KEY_FUNCTION, so keyedcache cannot list its "
+                "keys natively and uses generation tokens for subtree deletes.",
+                id="keyedcache.W001",
+            )
+        )
+    return messages

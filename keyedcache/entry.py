@@ -1,0 +1,93 @@
+"""Pure: the envelope a value is stored in (value, fresh-until, stale-until, cost)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+# The first item of every stored envelope. Bump it when the layout changes:
+# an envelope of another format then reads as a miss instead of as garbage.
+ENTRY_FORMAT = 1
+
+
+class Entry(NamedTuple):
+    """One cached value and the times that govern it.
+
+    `fresh_until` is when the value stops being fresh (None: fresh for as long
+    as it is stored); `stale_until` is when the backend drops it (None: never);
+    `cost` is how many seconds computing it took (0 for plain sets); `key` is
+    the logical key, kept only when the storage key cannot be read back into it.
+    """
+
+    value: Any
+    fresh_until: float | None = None
+    stale_until: float | None = None
+    cost: float = 0.0
+    key: str | None = None
+
+    def pack(self) -> tuple[Any, ...]:
+        """Return the plain tuple that is pickled into the backend."""
+        # A plain tuple pickles smaller and loads faster than a class instance.
+        packed: tuple[Any, ...] = (
+            ENTRY_FORMAT,
+            self.value,
+            self.fresh_until,
+            self.stale_until,
+            self.cost,
+        )
+        if self.key is not None:
+            packed += (self.key,)
+        return packed
+
+    def is_fresh(self, now: float | None = None) -> bool:
+        """Tell whether the value is still fresh at `now` (default: the current time)."""
+        if self.fresh_until is None:
+            return True
+        return (time.time() if now is None else now) < self.fresh_until
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        """Seconds until the backend drops the entry; None when it never expires."""
+        if self.stale_until is None:
+            return None
+        return max(self.stale_until - (time.time() if now is None else now), 0.0)
+
+
+def is_packed(raw: Any) -> bool:
+    """Tell whether `raw` is an envelope written by this version of keyedcache."""
+    return type(raw) is tuple and len(raw) >= 5 and raw[0] == ENTRY_FORMAT
+
+
+def unpack(raw: Any) -> Entry | None:
+    """Return the Entry in `raw`, or None when `raw` is not a keyedcache envelope."""
+    if not is_packed(raw):
+        return None
+    return Entry(raw[1], raw[2], raw[3], raw[4], raw[5] if len(raw) > 5 else None)
+
+
+def make_entry(
+    value: Any,
+    timeout: float | None,
+    *,
+    stale: float = 0.0,
+    cost: float = 0.0,
+    key: str | None = None,
+    now: float | None = None,
+) -> Entry:
+    """Build the entry for `value` stored for `timeout` seconds (None: forever).
+
+    With `stale`, the value stays stored `stale` seconds after it stops being
+    fresh, so a caller can be served it while one caller refreshes it.
+    """
+    if timeout is None:
+        return Entry(value, None, None, cost, key)
+    now = time.time() if now is None else now
+    fresh_until = now + timeout
+    # Without a stale window, freshness is the backend's own expiry: recording
+    # None spares every read a clock call.
+    return Entry(
+        value,
+        fresh_until if stale else None,
+        fresh_until + stale,
+        cost,
+        key,
+    )

@@ -1,0 +1,119 @@
+"""CachedObjectMixin and the find_by_* helpers; saved/deleted instances refresh their cache."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save
+
+from keyedcache.exceptions import NotCachedError
+from keyedcache.keys import cache_key
+from keyedcache.store import cache_delete, cache_get, cache_set, is_cached
+
+log = logging.getLogger("keyedcache")
+
+M = TypeVar("M", bound=models.Model)
+
+
+class CachedObjectMixin:
+    """Cache model instances under `<ClassName>::<pk>[::extra parts]`.
+
+    Saving an instance replaces its cached copy and drops the keys below it;
+    deleting it drops both, in every process. Set `cache_refresh_on_save =
+    False` on the model to manage the cache by hand, as in 1.5.
+    """
+
+    #: Refresh the cached copy on save and drop it on delete (post_save/post_delete).
+    cache_refresh_on_save = True
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """Return this instance's key, with `args`/`kwargs` appended as parts."""
+        return cache_key([type(self).__name__, self, *args], **kwargs)
+
+    def cache_get(self, *args: Any, **kwargs: Any) -> Any:
+        """Return what is cached under this instance's key (raises NotCachedError)."""
+        return cache_get(self.cache_key(*args, **kwargs))
+
+    def cache_set(self, *args: Any, **kwargs: Any) -> None:
+        """Cache `value` (default: the instance itself) under this instance's key."""
+        value = kwargs.pop("value", self)
+        length = kwargs.pop("length", None)
+        key = self.cache_key(*args, **kwargs)
+        if length is None:
+            cache_set(key, value=value)
+        else:
+            cache_set(key, value=value, length=length)
+
+    def cache_delete(self, *args: Any, **kwargs: Any) -> list[str]:
+        """Delete this instance's key and every key below it."""
+        key = self.cache_key(*args, **kwargs)
+        log.debug("keyedcache: clearing %s", key)
+        return cache_delete(key, children=True)
+
+    def cache_reset(self) -> None:
+        """Drop the cached copy and its children, then cache the instance afresh."""
+        self.cache_delete()
+        self.cache_set()
+
+    def is_cached(self, *args: Any, **kwargs: Any) -> bool:
+        """Tell whether something is cached under this instance's key."""
+        return is_cached(self.cache_key(*args, **kwargs))
+
+
+def _find(cls: type[M], groupkey: Any, value: Any, lookup: dict[str, Any], raises: bool) -> M | None:
+    try:
+        found: M = cache_get(groupkey, value)
+        return found
+    except NotCachedError as miss:
+        try:
+            instance = cls._default_manager.get(**lookup)
+        except cls.DoesNotExist:  # type: ignore[attr-defined]
+            log.debug("keyedcache: no %s %r", groupkey, value)
+            if raises:
+                raise
+            return None
+        cache_set(miss.key, value=instance)
+        return instance
+
+
+def find_by_id(cls: type[M], groupkey: Any, objectid: Any, raises: bool = False) -> M | None:
+    """Return the `cls` instance with pk `objectid`, through the cache key (groupkey, objectid)."""
+    return _find(cls, groupkey, objectid, {"pk": objectid}, raises)
+
+
+def find_by_key(cls: type[M], groupkey: Any, key: Any, raises: bool = False) -> M | None:
+    """Return the `cls` instance whose `key` field is `key`, through the cache."""
+    return _find(cls, groupkey, key, {"key__exact": key}, raises)
+
+
+def find_by_slug(cls: type[M], groupkey: Any, slug: Any, raises: bool = False) -> M | None:
+    """Return the `cls` instance whose `slug` field is `slug`, through the cache."""
+    return _find(cls, groupkey, slug, {"slug__exact": slug}, raises)
+
+
+def _wants_refresh(instance: Any, raw: bool = False) -> bool:
+    return (
+        isinstance(instance, CachedObjectMixin)
+        and instance.cache_refresh_on_save
+        and not raw
+        and instance.pk is not None
+    )
+
+
+def _refresh_after_save(sender: Any, instance: Any, raw: bool = False, using: str = "default", **kwargs: Any) -> None:
+    if _wants_refresh(instance, raw):
+        # After commit: a rollback must not leave a copy the database never had,
+        # and other processes must not re-cache the old row before it commits.
+        transaction.on_commit(instance.cache_reset, using=using)
+
+
+def _drop_after_delete(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
+    if _wants_refresh(instance):
+        key = instance.cache_key()
+        transaction.on_commit(lambda: cache_delete(key, children=True), using=using)
+
+
+post_save.connect(_refresh_after_save, dispatch_uid="keyedcache.models.refresh_after_save")
+post_delete.connect(_drop_after_delete, dispatch_uid="keyedcache.models.drop_after_delete")
