@@ -9,12 +9,17 @@ from django.core.cache import caches
 from django.core.cache.backends.base import InvalidCacheBackendError, default_key_func
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from keyedcache.backends import adapter_class_for
+from keyedcache.backends import NATIVE_BACKENDS
 from keyedcache.backends.base import MAX_KEY_LENGTH
 from keyedcache.store import DEFAULT_NAMESPACE
 
 # Room a storage key needs beyond the namespace: a digest tail and a segment.
 _MIN_ROOM = 64
+
+
+def _has_native_adapter(backend: Any) -> bool:
+    path = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    return path in NATIVE_BACKENDS
 
 
 @register(Tags.caches)
@@ -59,7 +64,7 @@ def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
                 id="keyedcache.E004",
             )
         )
-    if backend.key_func is not default_key_func and adapter_class_for(alias).name == "generic":
+    if backend.key_func is not default_key_func and _has_native_adapter(backend):
         messages.append(
             Warning(
                 f"CACHES[{alias!r}] uses a custom KEY_FUNCTION, so keyedcache cannot list its "

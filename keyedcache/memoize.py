@@ -7,10 +7,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.signals import setting_changed
 
 from keyedcache import store
 from keyedcache.keys import KEY_DELIM, canonical_bytes, digest
+from keyedcache.stats import EXECUTIONS, counters
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,6 +27,28 @@ def function_key_root(func: Callable[..., Any]) -> str:
     """Return the key below which every cached call of `func` is stored."""
     func = getattr(func, "__keyedcache_origin__", func)
     return KEY_DELIM.join((FUNC_ROOT, f"{func.__module__}.{func.__qualname__}"))
+
+
+# KeyedCaches for the `alias=` option, shared by every function using that alias
+# and rebuilt when the cache settings change (as the default one is).
+_alias_caches: dict[str, store.KeyedCache] = {}
+
+
+def alias_cache(alias: str) -> store.KeyedCache:
+    """Return the KeyedCache for `alias`, in the configured KEYEDCACHE_NAMESPACE."""
+    cache = _alias_caches.get(alias)
+    if cache is None:
+        namespace = getattr(settings, "KEYEDCACHE_NAMESPACE", store.DEFAULT_NAMESPACE)
+        cache = _alias_caches[alias] = store.KeyedCache(alias, namespace=namespace)
+    return cache
+
+
+def _forget_alias_caches(*, setting: str, **kwargs: Any) -> None:
+    if setting in store.RELEVANT_SETTINGS:
+        _alias_caches.clear()
+
+
+setting_changed.connect(_forget_alias_caches, dispatch_uid="keyedcache.memoize.reset")
 
 
 class Memoized:
@@ -45,15 +70,12 @@ class Memoized:
         self.alias = alias
         self.signature = inspect.signature(func)
         self.root = function_key_root(func)
-        self._store: store.KeyedCache | None = None
 
     def store(self) -> store.KeyedCache:
         """The KeyedCache this function caches in (the default one unless `alias`)."""
         if self.alias is None:
             return store.default_cache()
-        if self._store is None:
-            self._store = store.KeyedCache(self.alias)
-        return self._store
+        return alias_cache(self.alias)
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """Return the cache key the call `func(*args, **kwargs)` uses."""
@@ -61,7 +83,14 @@ class Memoized:
             parts = self.key_func(*args, **kwargs)
             if not isinstance(parts, (list, tuple)):
                 parts = (parts,)
-            return KEY_DELIM.join((self.root, digest(canonical_bytes(tuple(parts)))))
+            try:
+                encoded = canonical_bytes(tuple(parts))
+            except TypeError as exc:
+                raise TypeError(
+                    f"cache_function cannot key {self.root}: its key= function returned "
+                    f"a part with no stable cache key. {exc}"
+                ) from None
+            return KEY_DELIM.join((self.root, digest(encoded)))
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         # Bound by name and in signature order, so f(1, 2), f(1, b=2) and
@@ -99,6 +128,7 @@ class Memoized:
         self, cache: store.KeyedCache, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run the function and store its result (unless `unless` rejects it)."""
+        counters.slots()[EXECUTIONS] += 1
         value = self.func(*args, **kwargs)
         if self.unless is None or not self.unless(value):
             cache.set(key, value, self.length)

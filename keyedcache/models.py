@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any, TypeVar
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -39,12 +41,9 @@ class CachedObjectMixin:
     def cache_set(self, *args: Any, **kwargs: Any) -> None:
         """Cache `value` (default: the instance itself) under this instance's key."""
         value = kwargs.pop("value", self)
-        length = kwargs.pop("length", None)
-        key = self.cache_key(*args, **kwargs)
-        if length is None:
-            cache_set(key, value=value)
-        else:
-            cache_set(key, value=value, length=length)
+        # As cache_set(): omitted, the alias's TIMEOUT; None, never expires.
+        length = kwargs.pop("length", DEFAULT_TIMEOUT)
+        cache_set(self.cache_key(*args, **kwargs), value=value, length=length)
 
     def cache_delete(self, *args: Any, **kwargs: Any) -> list[str]:
         """Delete this instance's key and every key below it."""
@@ -93,26 +92,53 @@ def find_by_slug(cls: type[M], groupkey: Any, slug: Any, raises: bool = False) -
     return _find(cls, groupkey, slug, {"slug__exact": slug}, raises)
 
 
-def _wants_refresh(instance: Any, raw: bool = False) -> bool:
+def _wants_refresh(instance: Any) -> bool:
     return (
         isinstance(instance, CachedObjectMixin)
         and instance.cache_refresh_on_save
-        and not raw
         and instance.pk is not None
     )
 
 
-def _refresh_after_save(sender: Any, instance: Any, raw: bool = False, using: str = "default", **kwargs: Any) -> None:
-    if _wants_refresh(instance, raw):
-        # After commit: a rollback must not leave a copy the database never had,
-        # and other processes must not re-cache the old row before it commits.
-        transaction.on_commit(instance.cache_reset, using=using)
+def _holds_expressions(instance: Any) -> bool:
+    # save() with F()/expressions leaves them on the instance: only the
+    # database knows the value that was written.
+    return any(
+        hasattr(instance.__dict__.get(field.attname), "resolve_expression")
+        for field in instance._meta.concrete_fields
+    )
+
+
+def _drop_on_commit(instance: Any, using: str) -> None:
+    key = instance.cache_key()
+    transaction.on_commit(lambda: cache_delete(key, children=True), using=using)
+
+
+def _refresh_after_save(
+    sender: Any,
+    instance: Any,
+    raw: bool = False,
+    using: str = "default",
+    update_fields: Any = None,
+    **kwargs: Any,
+) -> None:
+    if not _wants_refresh(instance):
+        return
+    if raw or update_fields is not None or _holds_expressions(instance):
+        # A fixture row (loaddata), a partial save (fields outside
+        # update_fields may hold unsaved changes) or an expression save: drop
+        # the stale copy; the next read loads what the database has.
+        _drop_on_commit(instance, using)
+        return
+    # After commit: a rollback must not leave a copy the database never had,
+    # and other processes must not re-cache the old row before it commits.
+    # Cache the instance as saved: changes made after save() were not written.
+    transaction.on_commit(copy.copy(instance).cache_reset, using=using)
 
 
 def _drop_after_delete(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
     if _wants_refresh(instance):
-        key = instance.cache_key()
-        transaction.on_commit(lambda: cache_delete(key, children=True), using=using)
+        _drop_on_commit(instance, using)
 
 
 post_save.connect(_refresh_after_save, dispatch_uid="keyedcache.models.refresh_after_save")

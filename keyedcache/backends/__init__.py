@@ -1,4 +1,4 @@
-"""Picks the adapter for a Django cache alias: native where the backend allows, generic elsewhere."""
+"""Picks the adapter for a cache alias: native where the backend allows, generic elsewhere."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from keyedcache.backends.generational import (
 
 __all__ = [
     "MISSING",
+    "NATIVE_BACKENDS",
     "Adapter",
     "EnumeratingAdapter",
     "GenerationalAdapter",
@@ -24,7 +25,7 @@ __all__ = [
 
 # Matched on the backend's dotted class path, so importing an adapter module
 # (and its client library) happens only for the backend in use.
-_NATIVE = {
+NATIVE_BACKENDS = {
     "django.core.cache.backends.locmem.LocMemCache": "keyedcache.backends.locmem.LocMemAdapter",
     "django.core.cache.backends.db.DatabaseCache": "keyedcache.backends.database.DatabaseAdapter",
     "django.core.cache.backends.redis.RedisCache": "keyedcache.backends.redis.RedisAdapter",
@@ -45,8 +46,8 @@ def adapter_class_for(alias: str) -> type[Adapter]:
     if path in _GENERATIONAL:
         return _GENERATIONAL[path]
     # Native adapters read made keys directly; a custom KEY_FUNCTION hides them.
-    if path in _NATIVE and backend.key_func is default_key_func:
-        cls: type[Adapter] = import_string(_NATIVE[path])
+    if path in NATIVE_BACKENDS and backend.key_func is default_key_func:
+        cls: type[Adapter] = import_string(NATIVE_BACKENDS[path])
         return cls
     return GenerationalAdapter
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 
 from keyedcache import keys
@@ -47,11 +48,17 @@ class Adapter:
         self.default_timeout: float | None = probe.default_timeout
         made_prefix = probe.make_key("")
         self.budget = MAX_KEY_LENGTH - len(made_prefix)
+        # Checked here, once: a storage key that cannot fit must fail loudly at
+        # start-up, not look like a backend outage on every call.
+        room = self.budget - len(f"{namespace}-gen:{keys.COLLAPSE_MARK}") - keys.DIGEST_CHARS
+        if room < 0:
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}] KEY_PREFIX/VERSION and KEYEDCACHE_NAMESPACE {namespace!r} "
+                f"leave no room for keys within the {MAX_KEY_LENGTH}-character limit."
+            )
         # With Django's own key function the made key is prefix + storage key,
         # which lets native adapters skip make_key/validate_key on hot paths.
-        self.made_prefix: str | None = (
-            made_prefix if probe.key_func is default_key_func else None
-        )
+        self.made_prefix: str | None = made_prefix if probe.key_func is default_key_func else None
 
     # -- plumbing ---------------------------------------------------------
 
@@ -165,8 +172,10 @@ class EnumeratingAdapter(Adapter):
             head = f"{self.namespace}:{path[:end]}{keys.COLLAPSE_MARK}"
             for stored in self.scan(head):
                 entry = unpack(self.cache.get(stored, MISSING))
-                if entry is not None and entry.key is not None and (
-                    entry.key == key or entry.key.startswith(child_prefix)
+                if (
+                    entry is not None
+                    and entry.key is not None
+                    and (entry.key == key or entry.key.startswith(child_prefix))
                 ):
                     yield stored
 

@@ -36,7 +36,8 @@ class DatabaseAdapter(EnumeratingAdapter):
             return
         cache = self.cache
         model = cache.cache_model_class  # type: ignore[attr-defined]
-        connection = connections[router.db_for_read(model)]
+        # The write database: a lagging replica could hide keys a delete must see.
+        connection = connections[router.db_for_write(model)]
         quote = connection.ops.quote_name
         # Same "not expired" test as DatabaseCache.has_key.
         now = tz_now().replace(microsecond=0, tzinfo=None)
@@ -45,10 +46,16 @@ class DatabaseAdapter(EnumeratingAdapter):
             f"WHERE {quote('cache_key')} LIKE %s ESCAPE '{_LIKE_ESCAPE}' "
             f"AND {quote('expires')} > %s"
         )
-        params = [like_prefix(made_prefix + stored_prefix), connection.ops.adapt_datetimefield_value(now)]
+        params = [
+            like_prefix(made_prefix + stored_prefix),
+            connection.ops.adapt_datetimefield_value(now),
+        ]
         start = len(made_prefix)
+        wanted = made_prefix + stored_prefix
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(self.fetch_size):
                 for (made,) in rows:
-                    yield made[start:]
+                    # LIKE ignores case on SQLite and MySQL's usual collations.
+                    if made.startswith(wanted):
+                        yield made[start:]

@@ -8,11 +8,13 @@ from typing import Any
 from keyedcache import keys
 from keyedcache.backends.base import MISSING, Adapter, Timeout
 
-# Every ancestor of a key (and the key itself) has a generation token; an
+# Every proper ancestor of a key (and the root) has a generation token; an
 # entry records the tokens it was written under and is valid only while they
-# are all unchanged. A subtree delete replaces one token, which is a plain
-# `set`: it needs no atomic increment, so it is safe on every backend, and
-# one read of value + tokens is one `get_many` round trip.
+# are all unchanged. A subtree delete of `k` deletes `k` itself and replaces
+# the token of prefix `k`, which guards everything below it. Replacing is a
+# plain `set`: no atomic increment is needed, so it is safe on every backend,
+# and reading value + tokens is one `get_many` round trip. Leaf keys get no
+# token of their own, so tokens stay few (one per branch, not one per key).
 
 
 def new_token() -> str:
@@ -31,18 +33,22 @@ class GenerationalAdapter(Adapter):
         self._gen_keys: dict[str, list[str]] = {}
 
     def gen_keys(self, key: str) -> list[str]:
-        """Storage keys of the tokens guarding `key`: the root, each ancestor, the key."""
+        """Storage keys of the tokens guarding `key`: the root and each proper ancestor."""
         found = self._gen_keys.get(key)
         if found is None:
             parts = key.split(keys.KEY_DELIM)
             found = [self.gen_namespace] + [
-                keys.storage_key(keys.KEY_DELIM.join(parts[: i + 1]), self.gen_namespace, self.budget)
-                for i in range(len(parts))
+                self.prefix_gen_key(keys.KEY_DELIM.join(parts[:depth]))
+                for depth in range(1, len(parts))
             ]
             if len(self._gen_keys) >= self.storage_key_memo_size:
                 self._gen_keys.clear()
             self._gen_keys[key] = found
         return found
+
+    def prefix_gen_key(self, prefix: str) -> str:
+        """Storage key of the token that guards every key below `prefix`."""
+        return keys.storage_key(prefix, self.gen_namespace, self.budget)
 
     def get(self, key: str) -> Any:
         stored = self.storage_key(key)
@@ -113,7 +119,7 @@ class GenerationalAdapter(Adapter):
 
     def delete_subtree(self, key: str) -> list[str] | None:
         existed = self.delete(key)
-        self.cache.set(self.gen_keys(key)[-1], new_token(), None)
+        self.cache.set(self.prefix_gen_key(key), new_token(), None)
         return [key] if existed else []
 
     def delete_all(self) -> list[str] | None:
