@@ -28,7 +28,7 @@ COLLAPSE_MARK = "~~"
 
 # What memcached (and so Django's CacheKeyWarning) accepts: printable ASCII,
 # no space. '~' is reserved for digests (see above).
-_SAFE_SEGMENT = re.compile(r"[!-}]*")
+_SAFE_SEGMENT = re.compile(r"[ -}]*")
 _UNSAFE_CHAR = re.compile(r"[^!-}]")
 
 
@@ -47,11 +47,22 @@ def cache_key(*keys: Any, **pairs: Any) -> str:
     or tuple argument is taken as the list of parts. Pairs are sorted by name
     and appended as `name, value`.
     """
+    return key_from(keys, pairs)
+
+
+def key_from(keys: tuple[Any, ...], pairs: dict[str, Any]) -> str:
+    """`cache_key` without re-packing arguments: the module functions' fast path."""
     if len(keys) == 1 and isinstance(keys[0], (list, tuple)):
         keys = tuple(keys[0])
     if pairs:
         keys = (*keys, *_flatten_pairs(pairs))
-    return KEY_DELIM.join([key_part(part) for part in keys])
+    # str and int parts inline: they are nearly every part on the hot path.
+    return KEY_DELIM.join(
+        [
+            part if type(part) is str else str(part) if type(part) is int else key_part(part)
+            for part in keys
+        ]
+    )
 
 
 def _flatten_pairs(pairs: Mapping[str, Any]) -> list[Any]:
@@ -216,10 +227,26 @@ def safe_segment(segment: str) -> str:
 
 
 def safe_path(key: str) -> str:
-    """Make every `::` segment of a logical key safe, keeping the tree shape."""
+    """Make every `::` segment of a logical key safe, keeping the tree shape.
+
+    Colons at either end of a segment stay as they are, so that
+    `safe_path(k + '::' + s)` starts with `safe_path(k) + '::'` for every `k`,
+    also when `k` ends in ':' (`'a b:::x'` lies below `'a b:'` as well as below
+    `'a b'`, just as the plain `'a:::x'` lies below `'a:'` and `'a'`).
+    """
     if _SAFE_SEGMENT.fullmatch(key) is not None and len(key) <= MAX_SEGMENT:
         return key  # fast path: short, plain keys are stored as they are
-    return KEY_DELIM.join([safe_segment(s) for s in key.split(KEY_DELIM)])
+    return KEY_DELIM.join([_safe_path_segment(s) for s in key.split(KEY_DELIM)])
+
+
+def _safe_path_segment(segment: str) -> str:
+    if is_safe_segment(segment):
+        return segment
+    core = segment.strip(":")
+    if len(core) == len(segment):
+        return safe_segment(segment)
+    lead = len(segment) - len(segment.lstrip(":"))
+    return f"{segment[:lead]}{safe_segment(core)}{segment[lead + len(core) :]}"
 
 
 def storage_key(key: str, namespace: str, budget: int) -> str:

@@ -17,16 +17,18 @@ from django.core.signals import setting_changed
 from keyedcache.backends import MISSING, Adapter, build_adapter
 from keyedcache.entry import ENTRY_FORMAT, Entry, make_entry, unpack
 from keyedcache.exceptions import CacheNotRespondingError, NotCachedError, UncacheableValueError
-from keyedcache.keys import cache_key
-from keyedcache.stats import counters
+from keyedcache.keys import cache_key, key_from
+from keyedcache.local import ABSENT, current_scope
+from keyedcache.stats import CALLS, HITS, LOCAL_HITS, MISSES, counters
 
 log = logging.getLogger("keyedcache")
 
 DEFAULT_NAMESPACE = "keyedcache"
-REQUIRE_KEY = "require_cache"
 
 # Sentinel for "no default given": cache_get then raises NotCachedError.
 _RAISE: Any = object()
+# A key the first-level scope has not seen yet.
+_UNSEEN: Any = object()
 
 
 class KeyedCache:
@@ -46,6 +48,8 @@ class KeyedCache:
         #: False when the alias cannot cache: the dummy backend or TIMEOUT 0.
         self.backend_enabled = not isinstance(backend, DummyCache) and backend.default_timeout != 0
         self.adapter: Adapter = build_adapter(alias, namespace)
+        #: Names this cache's table in a first-level scope.
+        self.scope_id = f"{alias}\x00{namespace}"
         self._last_warning = 0.0
 
     def __repr__(self) -> str:
@@ -81,28 +85,48 @@ class KeyedCache:
         """Return the value cached under logical `key`.
 
         On a miss return `default`, or raise NotCachedError(key) when no
-        default is given. A cached None, False, 0 or '' is a hit.
+        default is given. A cached None, False, 0 or '' is a hit. Inside a
+        first-level scope, a key is read from the backend once per scope.
         """
         if self.backend_enabled and _enabled[0]:
-            counters.add("calls")
-            try:
-                raw = self.adapter.get(key)
-            except Exception as exc:
-                self._failed("get", key, exc)
-                raw = MISSING
-            # Inline envelope check: this is the hot path.
-            if (
-                type(raw) is tuple
-                and len(raw) >= 5
-                and raw[0] == ENTRY_FORMAT
-                and (raw[2] is None or raw[2] > time.time())
-            ):
-                counters.add("hits")
-                return raw[1]
-            counters.add("misses")
+            counts = counters.slots()
+            counts[CALLS] += 1
+            scope = current_scope()
+            if scope is None:
+                value = self._read(key)
+            else:
+                table = scope.tables.get(self.scope_id)
+                value = _UNSEEN if table is None else table.get(key, _UNSEEN)
+                if value is _UNSEEN:
+                    value = self._read(key)
+                    scope.remember(self.scope_id, key, value)
+                elif value is not ABSENT:
+                    counts[LOCAL_HITS] += 1
+                    return value
+            if value is not ABSENT:
+                counts[HITS] += 1
+                return value
+            counts[MISSES] += 1
         if default is _RAISE:
             raise NotCachedError(key)
         return default
+
+    def _read(self, key: str) -> Any:
+        """Return the fresh value stored for `key`, or ABSENT (also when the backend fails)."""
+        try:
+            raw = self.adapter.get(key)
+        except Exception as exc:
+            self._failed("get", key, exc)
+            return ABSENT
+        # Inline envelope check rather than unpack(): this is the hot path.
+        if (
+            type(raw) is tuple
+            and len(raw) >= 5
+            and raw[0] == ENTRY_FORMAT
+            and (raw[2] is None or raw[2] > time.time())
+        ):
+            return raw[1]
+        return ABSENT
 
     def get_entry(self, key: str) -> Entry | None:
         """Return the whole stored Entry for `key`, stale or not, or None."""
@@ -117,7 +141,7 @@ class KeyedCache:
 
     def is_cached(self, key: str) -> bool:
         """Tell whether a fresh value is cached under `key`."""
-        return self.get(key, default=MISSING) is not MISSING
+        return self.get(key, default=ABSENT) is not ABSENT
 
     # -- writes -----------------------------------------------------------
 
@@ -139,6 +163,10 @@ class KeyedCache:
         except Exception as exc:
             self._raise_if_unpicklable(key, packed)
             self._failed("set", key, exc)
+        scope = current_scope()
+        if scope is not None:
+            fresh = timeout is None or timeout > 0
+            scope.remember(self.scope_id, key, entry.value if fresh else ABSENT)
 
     def add_entry(self, key: str, entry: Entry, timeout: float | None) -> bool:
         """Store `entry` only if nothing is stored under `key`; say whether it stored."""
@@ -175,6 +203,12 @@ class KeyedCache:
         if not self.enabled:
             return []
         counters.add("deletes")
+        scope = current_scope()
+        if scope is not None:
+            if children:
+                scope.forget_subtree(self.scope_id, key)
+            else:
+                scope.remember(self.scope_id, key, ABSENT)
         try:
             if children:
                 return self.adapter.delete_subtree(key) or []
@@ -188,6 +222,9 @@ class KeyedCache:
         if not self.enabled:
             return []
         counters.add("deletes")
+        scope = current_scope()
+        if scope is not None:
+            scope.forget_all(self.scope_id)
         try:
             return self.adapter.delete_all() or []
         except Exception as exc:
@@ -200,17 +237,20 @@ class KeyedCache:
         """Do a real set/get round trip; raise CacheNotRespondingError if it fails."""
         if not self.enabled:
             return None
-        probe = f"{time.time_ns()}-{threading.get_ident()}"
-        timeout = 60.0
+        # The probe lives outside the namespace of logical keys, so it can
+        # neither clash with a user's key nor show up in listings.
+        backend = self.adapter.cache
+        probe_key = f"{self.namespace}-probe:{threading.get_ident()}"
+        probe = f"{time.time_ns()}"
         try:
-            self.adapter.set(REQUIRE_KEY, make_entry(probe, timeout).pack(), timeout)
-            raw = self.adapter.get(REQUIRE_KEY)
+            backend.set(probe_key, probe, 60)
+            answer = backend.get(probe_key)
+            backend.delete(probe_key)
         except Exception as exc:
             raise CacheNotRespondingError(
                 f"cache alias {self.alias!r} did not answer a set/get round trip: {exc}"
             ) from exc
-        entry = unpack(raw) if raw is not MISSING else None
-        if entry is None or entry.value != probe:
+        if answer != probe:
             raise CacheNotRespondingError(
                 f"cache alias {self.alias!r} did not return the value just stored"
             )
@@ -274,7 +314,7 @@ def cache_enabled() -> bool:
 def _key_of(function: str, keys: tuple[Any, ...], pairs: dict[str, Any]) -> str:
     if not keys and not pairs:
         raise ValueError(f"{function}() needs at least one key part, e.g. {function}('product', 1)")
-    return cache_key(*keys, **pairs)
+    return key_from(keys, pairs)
 
 
 def cache_get(*keys: Any, default: Any = _RAISE, **pairs: Any) -> Any:
@@ -283,7 +323,8 @@ def cache_get(*keys: Any, default: Any = _RAISE, **pairs: Any) -> Any:
     On a miss return `default`, or raise NotCachedError (its `.key` is the
     cache key) when no default is given.
     """
-    return default_cache().get(_key_of("cache_get", keys, pairs), default)
+    key = key_from(keys, pairs) if keys else _key_of("cache_get", keys, pairs)
+    return (_default or default_cache()).get(key, default)
 
 
 def cache_set(

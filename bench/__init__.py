@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios against plain Django and peer libraries."""
