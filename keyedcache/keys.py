@@ -28,7 +28,7 @@ COLLAPSE_MARK = "~~"
 
 # What memcached (and so Django's CacheKeyWarning) accepts: printable ASCII,
 # no space. '~' is reserved for digests (see above).
-_SAFE_SEGMENT = re.compile(r"[ -}]*")
+_SAFE_SEGMENT = re.compile(r"[!-}]*")
 _UNSAFE_CHAR = re.compile(r"[^!-}]")
 
 
