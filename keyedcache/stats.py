@@ -14,8 +14,19 @@ COUNTER_NAMES = (
     "deletes",
     "errors",
     "executions",
+    "wait_timeouts",
 )
-CALLS, HITS, MISSES, LOCAL_HITS, SETS, DELETES, ERRORS, EXECUTIONS = range(len(COUNTER_NAMES))
+(
+    CALLS,
+    HITS,
+    MISSES,
+    LOCAL_HITS,
+    SETS,
+    DELETES,
+    ERRORS,
+    EXECUTIONS,
+    WAIT_TIMEOUTS,
+) = range(len(COUNTER_NAMES))
 _INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 
 

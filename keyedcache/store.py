@@ -128,6 +128,40 @@ class KeyedCache:
             return raw[1]
         return ABSENT
 
+    def read(self, key: str) -> tuple[Any, tuple[Any, ...] | None]:
+        """Read `key` for memoization: `(value, packed)` for a fresh hit,
+        `(ABSENT, packed)` when only a stale entry is stored, `(ABSENT, None)`
+        on a miss. Counted like `get`; fresh hits go through the first-level
+        scope (`packed` is None for a scope hit).
+        """
+        if not (self.backend_enabled and _enabled[0]):
+            return ABSENT, None
+        counts = counters.slots()
+        counts[CALLS] += 1
+        scope = current_scope()
+        if scope is not None:
+            table = scope.tables.get(self.scope_id)
+            if table is not None:
+                value = table.get(key, ABSENT)
+                if value is not ABSENT:
+                    counts[LOCAL_HITS] += 1
+                    return value, None
+        try:
+            raw = self.adapter.get(key)
+        except Exception as exc:
+            self._failed("get", key, exc)
+            raw = MISSING
+        if type(raw) is tuple and len(raw) >= 5 and raw[0] == ENTRY_FORMAT:
+            if raw[2] is None or raw[2] > time.time():
+                counts[HITS] += 1
+                if scope is not None:
+                    scope.remember(self.scope_id, key, raw[1])
+                return raw[1], raw
+            counts[MISSES] += 1
+            return ABSENT, raw
+        counts[MISSES] += 1
+        return ABSENT, None
+
     def get_entry(self, key: str) -> Entry | None:
         """Return the whole stored Entry for `key`, stale or not, or None."""
         if not self.enabled:
@@ -230,6 +264,40 @@ class KeyedCache:
         except Exception as exc:
             self._failed("delete all", "*", exc)
             return []
+
+    # -- locks ------------------------------------------------------------
+
+    def lock_acquire(self, key: str, token: str, timeout: float) -> bool | None:
+        """Take the lock named `key` for `token`; None when the backend does not answer."""
+        try:
+            return self.adapter.lock_acquire(key, token, timeout)
+        except Exception as exc:
+            self._failed("lock", key, exc)
+            return None
+
+    def lock_release(self, key: str, token: str) -> bool:
+        """Release the lock named `key` if `token` holds it; say whether it did."""
+        try:
+            return self.adapter.lock_release(key, token)
+        except Exception as exc:
+            self._failed("unlock", key, exc)
+            return False
+
+    def lock_extend(self, key: str, token: str, timeout: float) -> bool:
+        """Extend the lock held by `token` to `timeout` seconds from now."""
+        try:
+            return self.adapter.lock_extend(key, token, timeout)
+        except Exception as exc:
+            self._failed("extend lock", key, exc)
+            return False
+
+    def lock_owner(self, key: str) -> str | None:
+        """The token holding the lock named `key`, or None (also when the backend fails)."""
+        try:
+            return self.adapter.lock_owner(key)
+        except Exception as exc:
+            self._failed("lock owner", key, exc)
+            return None
 
     # -- health -----------------------------------------------------------
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
+from django.core.exceptions import ImproperlyConfigured
 
 from keyedcache import keys
 from keyedcache.entry import Entry, is_packed, unpack
@@ -127,6 +128,50 @@ class Adapter:
     def delete_all(self) -> list[str] | None:
         """Delete every keyedcache entry (and nothing else); return keys, or None if unknown."""
         raise NotImplementedError
+
+    # -- locks ----------------------------------------------------------
+    # Lock records are raw tokens under their own namespace: no envelope, no
+    # generation tokens, so `add` stays one atomic backend call.
+
+    def lock_key(self, key: str) -> str:
+        """Storage key of the lock named by logical `key`."""
+        return keys.storage_key(key, f"{self.namespace}-lock", self.budget)
+
+    @staticmethod
+    def lock_ttl(timeout: float) -> float:
+        """The backend timeout for a lock held `timeout` seconds (whole seconds here)."""
+        # memcached and Django's int() of timeouts would turn 0.5 s into "expired".
+        return max(math.ceil(timeout), 1)
+
+    def lock_acquire(self, key: str, token: str, timeout: float) -> bool:
+        """Take the lock for `timeout` seconds if nobody holds it; atomic where `add` is."""
+        return bool(self.cache.add(self.lock_key(key), token, self.lock_ttl(timeout)))
+
+    def lock_owner(self, key: str) -> str | None:
+        """The token holding the lock, or None."""
+        owner = self.cache.get(self.lock_key(key))
+        return owner if isinstance(owner, str) else None
+
+    def lock_release(self, key: str, token: str) -> bool:
+        """Release the lock if `token` holds it; say whether it did.
+
+        Generic version: a read, then a delete. Between the two, a lock that
+        overran its timeout could pass to another owner; native adapters do
+        the compare-and-delete in one step.
+        """
+        stored = self.lock_key(key)
+        if self.cache.get(stored) != token:
+            return False
+        self.cache.delete(stored)
+        return True
+
+    def lock_extend(self, key: str, token: str, timeout: float) -> bool:
+        """Give the lock held by `token` `timeout` more seconds; say whether it did."""
+        stored = self.lock_key(key)
+        if self.cache.get(stored) != token:
+            return False
+        self.cache.set(stored, token, self.lock_ttl(timeout))
+        return True
 
 
 class EnumeratingAdapter(Adapter):

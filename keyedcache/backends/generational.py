@@ -36,10 +36,12 @@ class GenerationalAdapter(Adapter):
         """Storage keys of the tokens guarding `key`: the root and each proper ancestor."""
         found = self._gen_keys.get(key)
         if found is None:
-            parts = key.split(keys.KEY_DELIM)
+            # Every '::' boundary, overlapping ones too: 'a:::x' is below both
+            # 'a' and 'a:', exactly as the prefix scans of native adapters see it.
             found = [self.gen_namespace] + [
-                self.prefix_gen_key(keys.KEY_DELIM.join(parts[:depth]))
-                for depth in range(1, len(parts))
+                self.prefix_gen_key(key[:cut])
+                for cut in range(len(key))
+                if key.startswith(keys.KEY_DELIM, cut)
             ]
             if len(self._gen_keys) >= self.storage_key_memo_size:
                 self._gen_keys.clear()

@@ -8,6 +8,16 @@ from typing import Any
 from keyedcache import keys
 from keyedcache.backends.base import MISSING, EnumeratingAdapter
 
+# Compare-and-delete and compare-and-expire in one step, so only the owner
+# of a lock can release or extend it, even after it overran its timeout.
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+_EXTEND = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+)
+
 
 class RedisAdapter(EnumeratingAdapter):
     """Redis or Valkey through django.core.cache.backends.redis.RedisCache."""
@@ -45,3 +55,23 @@ class RedisAdapter(EnumeratingAdapter):
         made = [self.made_prefix + k for k in stored_keys]
         for start in range(0, len(made), self.delete_batch):
             client.unlink(*made[start : start + self.delete_batch])
+
+    # -- locks: plain tokens with SET NX PX, released by a Lua compare ----------
+
+    def _made_lock_key(self, key: str) -> str:
+        return self.cache.make_key(self.lock_key(key))
+
+    def lock_acquire(self, key: str, token: str, timeout: float) -> bool:
+        millis = max(int(timeout * 1000), 1)
+        return bool(self._client().set(self._made_lock_key(key), token, nx=True, px=millis))
+
+    def lock_owner(self, key: str) -> str | None:
+        owner = self._client().get(self._made_lock_key(key))
+        return owner.decode() if isinstance(owner, bytes) else owner
+
+    def lock_release(self, key: str, token: str) -> bool:
+        return bool(self._client().eval(_RELEASE, 1, self._made_lock_key(key), token))
+
+    def lock_extend(self, key: str, token: str, timeout: float) -> bool:
+        millis = max(int(timeout * 1000), 1)
+        return bool(self._client().eval(_EXTEND, 1, self._made_lock_key(key), token, millis))

@@ -1,0 +1,384 @@
+"""Single flight: one computation per key across threads, tasks and processes (storage-agnostic)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from keyedcache.entry import Entry
+
+# The algorithm below knows nothing of caches: a Source loads entries, saves
+# values and holds token locks. memoize.py binds it to a KeyedCache.
+
+
+class Source(Protocol):
+    """What single flight needs from storage."""
+
+    def load(self, key: str) -> Entry | None:
+        """The stored entry, fresh or stale, or None."""
+
+    def save(self, key: str, value: Any, cost: float) -> None:
+        """Store a computed value that took `cost` seconds."""
+
+    def acquire(self, key: str, token: str) -> bool | None:
+        """Take the key's lock; False when someone holds it, None when storage is down."""
+
+    def release(self, key: str, token: str) -> None:
+        """Release the key's lock if `token` holds it."""
+
+
+class AsyncSource(Protocol):
+    """The async twin of Source."""
+
+    async def load(self, key: str) -> Entry | None: ...
+    async def save(self, key: str, value: Any, cost: float) -> None: ...
+    async def acquire(self, key: str, token: str) -> bool | None: ...
+    async def release(self, key: str, token: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How callers of one memoized function share work."""
+
+    #: Longest a caller waits for another's computation before computing itself.
+    wait: float = 30.0
+    #: Refresh stale values off the caller's path (thread pool, or a task for async).
+    background: bool = False
+    #: XFetch beta for probabilistic early refresh; None turns it off.
+    early: float | None = None
+    #: First and longest pause between two looks at the backend while waiting.
+    poll_first: float = 0.005
+    poll_max: float = 0.1
+
+
+def new_token() -> str:
+    """A lock token unique across processes and machines."""
+    return f"{os.getpid()}-{os.urandom(8).hex()}"
+
+
+def refresh_early(entry: Entry, now: float, beta: float, draw: float) -> bool:
+    """XFetch (Vattani et al., VLDB 2015): refresh before expiry with rising probability.
+
+    `draw` is uniform in (0, 1]. A value that took `cost` seconds to compute
+    is refreshed at `now` when `now + cost * beta * -ln(draw)` reaches its
+    fresh-until time, so slow values and near expiries refresh sooner.
+    """
+    if entry.fresh_until is None or entry.cost <= 0:
+        return False
+    return now - entry.cost * beta * math.log(draw) >= entry.fresh_until
+
+
+def _written_since(latest: Entry | None, seen: Entry | None, now: float) -> bool:
+    """Tell whether a fresh entry replaced `seen` (None: nothing was there) meanwhile.
+
+    Checked right after taking the lock: the previous holder may have stored
+    the value between our miss and our lock, and computing it again would
+    break "one computation per key".
+    """
+    if latest is None or not latest.is_fresh(now):
+        return False
+    return seen is None or latest.fresh_until != seen.fresh_until
+
+
+def _draw() -> float:
+    return 1.0 - random.random()  # in (0, 1]: log() needs it non-zero
+
+
+class _Flight:
+    """One in-process computation that other threads of this process wait for."""
+
+    __slots__ = ("done", "ok", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+        self.value: Any = None
+
+
+class Refresher:
+    """A small bounded pool that runs background refreshes for one process."""
+
+    def __init__(self, workers: int = 2, backlog: int = 32) -> None:
+        self._workers = workers
+        self._slots = threading.BoundedSemaphore(backlog)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def submit(self, job: Callable[[], Any]) -> bool:
+        """Run `job` in the pool; False (and nothing runs) when the backlog is full."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, "keyedcache-refresh")
+            pool = self._pool
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                self._slots.release()
+
+        pool.submit(run)
+        return True
+
+
+refresher = Refresher()
+
+
+class SingleFlight:
+    """Serve `key` from the source, computing it once however many callers ask."""
+
+    def __init__(
+        self,
+        source: Source,
+        policy: Policy,
+        *,
+        on_wait_timeout: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        draw: Callable[[], float] = _draw,
+    ) -> None:
+        self.source = source
+        self.policy = policy
+        self.on_wait_timeout = on_wait_timeout
+        self.clock = clock
+        self.sleep = sleep
+        self.draw = draw
+        self._flights: dict[str, _Flight] = {}
+        self._flights_lock = threading.Lock()
+
+    def get(
+        self,
+        key: str,
+        compute: Callable[[], Any],
+        entry: Entry | None = None,
+        *,
+        loaded: bool = False,
+    ) -> Any:
+        """Return the value for `key`, computing it at most once across callers.
+
+        `entry` is what the caller already loaded (with `loaded=True`, None
+        means it found nothing, so the source is not read again).
+        """
+        if entry is None and not loaded:
+            entry = self.source.load(key)
+        if entry is not None:
+            now = self.clock()
+            fresh = entry.is_fresh(now)
+            early = self.policy.early
+            if fresh and (early is None or not refresh_early(entry, now, early, self.draw())):
+                return entry.value
+            if entry.stale_until is None or entry.stale_until > now:
+                return self._refresh(key, compute, entry)
+        return self._fill(key, compute)
+
+    # -- a value exists: one caller refreshes, the others are served it ----------
+
+    def _refresh(self, key: str, compute: Callable[[], Any], entry: Entry) -> Any:
+        token = new_token()
+        if not self.source.acquire(key, token):
+            return entry.value  # someone refreshes it now (or storage is down)
+        if self.policy.background:
+            if refresher.submit(lambda: self._compute_then_release(key, compute, token, entry)):
+                return entry.value
+            self.source.release(key, token)
+            return entry.value
+        return self._compute_then_release(key, compute, token, entry)
+
+    def _compute_then_release(
+        self, key: str, compute: Callable[[], Any], token: str, seen: Entry | None
+    ) -> Any:
+        try:
+            latest = self.source.load(key)
+            if _written_since(latest, seen, self.clock()):
+                return latest.value  # type: ignore[union-attr]
+            return self._compute_and_save(key, compute)
+        finally:
+            self.source.release(key, token)
+
+    def _compute_and_save(self, key: str, compute: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        value = compute()
+        self.source.save(key, value, time.perf_counter() - started)
+        return value
+
+    # -- nothing stored: one caller fills it, the others wait for it -------------
+
+    def _fill(self, key: str, compute: Callable[[], Any]) -> Any:
+        deadline = self.clock() + self.policy.wait
+        while True:
+            with self._flights_lock:
+                flight = self._flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+            if leader:
+                return self._lead(key, compute, flight, deadline)
+            # Another thread of this process computes it: wait on its event.
+            if not flight.done.wait(max(deadline - self.clock(), 0)):
+                self.on_wait_timeout()
+                return self._compute_and_save(key, compute)
+            if flight.ok:
+                return flight.value
+            # The leader failed: loop, and one of the waiters takes over.
+
+    def _lead(self, key: str, compute: Callable[[], Any], flight: _Flight, deadline: float) -> Any:
+        try:
+            flight.value = self._fill_across_processes(key, compute, deadline)
+            flight.ok = True
+            return flight.value
+        finally:
+            with self._flights_lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _fill_across_processes(
+        self, key: str, compute: Callable[[], Any], deadline: float
+    ) -> Any:
+        pause = self.policy.poll_first
+        while True:
+            token = new_token()
+            acquired = self.source.acquire(key, token)
+            if acquired is None:
+                return compute()  # storage is down: just compute (saving would fail too)
+            if acquired:
+                return self._compute_then_release(key, compute, token, None)
+            # Another process computes it: look for its value with a bounded backoff.
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                self.on_wait_timeout()
+                return self._compute_and_save(key, compute)
+            self.sleep(min(pause, remaining))
+            pause = min(pause * 2, self.policy.poll_max)
+            entry = self.source.load(key)
+            if entry is not None:
+                return entry.value
+
+
+class AsyncSingleFlight:
+    """The asyncio twin of SingleFlight: waiters in one event loop share a future."""
+
+    def __init__(
+        self,
+        source: AsyncSource,
+        policy: Policy,
+        *,
+        on_wait_timeout: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = _draw,
+    ) -> None:
+        self.source = source
+        self.policy = policy
+        self.on_wait_timeout = on_wait_timeout
+        self.clock = clock
+        self.draw = draw
+        # One table per event loop: futures belong to the loop that made them.
+        self._flights: dict[tuple[int, str], asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def get(
+        self,
+        key: str,
+        compute: Callable[[], Awaitable[Any]],
+        entry: Entry | None = None,
+        *,
+        loaded: bool = False,
+    ) -> Any:
+        """Return the value for `key`, awaiting `compute()` at most once across callers."""
+        if entry is None and not loaded:
+            entry = await self.source.load(key)
+        if entry is not None:
+            now = self.clock()
+            fresh = entry.is_fresh(now)
+            early = self.policy.early
+            if fresh and (early is None or not refresh_early(entry, now, early, self.draw())):
+                return entry.value
+            if entry.stale_until is None or entry.stale_until > now:
+                return await self._refresh(key, compute, entry)
+        return await self._fill(key, compute)
+
+    async def _refresh(self, key: str, compute: Callable[[], Awaitable[Any]], entry: Entry) -> Any:
+        token = new_token()
+        if not await self.source.acquire(key, token):
+            return entry.value
+        if self.policy.background:
+            task = asyncio.ensure_future(self._compute_then_release(key, compute, token, entry))
+            # Keep a reference: the loop holds tasks only weakly.
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return entry.value
+        return await self._compute_then_release(key, compute, token, entry)
+
+    async def _compute_then_release(
+        self, key: str, compute: Callable[[], Awaitable[Any]], token: str, seen: Entry | None
+    ) -> Any:
+        try:
+            latest = await self.source.load(key)
+            if _written_since(latest, seen, self.clock()):
+                return latest.value  # type: ignore[union-attr]
+            return await self._compute_and_save(key, compute)
+        finally:
+            await self.source.release(key, token)
+
+    async def _compute_and_save(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        started = time.perf_counter()
+        value = await compute()
+        await self.source.save(key, value, time.perf_counter() - started)
+        return value
+
+    async def _fill(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        deadline = self.clock() + self.policy.wait
+        slot = (id(asyncio.get_running_loop()), key)
+        while True:
+            future = self._flights.get(slot)
+            if future is None:
+                future = self._flights[slot] = asyncio.get_running_loop().create_future()
+                try:
+                    value = await self._fill_across_processes(key, compute, deadline)
+                except BaseException:
+                    future.set_result((False, None))
+                    raise
+                else:
+                    future.set_result((True, value))
+                    return value
+                finally:
+                    del self._flights[slot]
+            try:
+                ok, value = await asyncio.wait_for(
+                    asyncio.shield(future), max(deadline - self.clock(), 0)
+                )
+            except asyncio.TimeoutError:
+                self.on_wait_timeout()
+                return await self._compute_and_save(key, compute)
+            if ok:
+                return value
+
+    async def _fill_across_processes(
+        self, key: str, compute: Callable[[], Awaitable[Any]], deadline: float
+    ) -> Any:
+        pause = self.policy.poll_first
+        while True:
+            token = new_token()
+            acquired = await self.source.acquire(key, token)
+            if acquired is None:
+                return await compute()
+            if acquired:
+                return await self._compute_then_release(key, compute, token, None)
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                self.on_wait_timeout()
+                return await self._compute_and_save(key, compute)
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, self.policy.poll_max)
+            entry = await self.source.load(key)
+            if entry is not None:
+                return entry.value
