@@ -66,6 +66,9 @@ class Scope:
 
 _current: ContextVar[Scope | None] = ContextVar("keyedcache_scope", default=None)
 
+#: The _scope() managers request_cache entered in this context, innermost last.
+_managers: ContextVar[tuple[Any, ...]] = ContextVar("keyedcache_scope_managers", default=())
+
 #: Bound `get` of the context variable: the store calls it on every read.
 current_scope = _current.get
 
@@ -101,16 +104,19 @@ class request_cache:  # noqa: N801 - used like contextlib's lower-case managers
     keyedcache update the scope at once. Nothing outlives the scope.
     """
 
-    def __init__(self) -> None:
-        self._stack: list[Any] = []
+    # The open managers live in the context, not on the instance, so one
+    # instance may be entered by concurrent threads and tasks.
 
     def __enter__(self) -> Scope:
         manager = _scope()
-        self._stack.append(manager)
-        return manager.__enter__()
+        scope = manager.__enter__()
+        _managers.set((*_managers.get(), manager))
+        return scope
 
     def __exit__(self, *exc: Any) -> None:
-        self._stack.pop().__exit__(*exc)
+        managers = _managers.get()
+        _managers.set(managers[:-1])
+        managers[-1].__exit__(*exc)
 
     async def __aenter__(self) -> Scope:
         return self.__enter__()

@@ -13,7 +13,12 @@ from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.signals import setting_changed
 
-from keyedcache import store
+from keyedcache.store import (
+    DEFAULT_NAMESPACE,
+    RELEVANT_SETTINGS,
+    KeyedCache,
+    default_cache,
+)
 from keyedcache.entry import Entry, unpack
 from keyedcache.flight import AsyncSingleFlight, Policy, SingleFlight
 from keyedcache.keys import KEY_DELIM, canonical_bytes, digest
@@ -41,20 +46,20 @@ def function_key_root(func: Callable[..., Any]) -> str:
 
 # KeyedCaches for the `alias=` option, shared by every function using that alias
 # and rebuilt when the cache settings change (as the default one is).
-_alias_caches: dict[str, store.KeyedCache] = {}
+_alias_caches: dict[str, KeyedCache] = {}
 
 
-def alias_cache(alias: str) -> store.KeyedCache:
+def alias_cache(alias: str) -> KeyedCache:
     """Return the KeyedCache for `alias`, in the configured KEYEDCACHE_NAMESPACE."""
     cache = _alias_caches.get(alias)
     if cache is None:
-        namespace = getattr(settings, "KEYEDCACHE_NAMESPACE", store.DEFAULT_NAMESPACE)
-        cache = _alias_caches[alias] = store.KeyedCache(alias, namespace=namespace)
+        namespace = getattr(settings, "KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE)
+        cache = _alias_caches[alias] = KeyedCache(alias, namespace=namespace)
     return cache
 
 
 def _forget_alias_caches(*, setting: str, **kwargs: Any) -> None:
-    if setting in store.RELEVANT_SETTINGS:
+    if setting in RELEVANT_SETTINGS:
         _alias_caches.clear()
 
 
@@ -103,10 +108,21 @@ class _Binder:
         return tuple(out) if used == len(kwargs) else None
 
 
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    # Tuples and lists of plain values repr faithfully too; sets and dicts do
+    # not (set order follows the hash seed, dict order the insertion order).
+    if (kind is tuple or kind is list) and depth < 2:
+        return all(_is_plain(item, depth + 1) for item in value)
+    return False
+
+
 def _call_text(values: tuple[Any, ...]) -> str | None:
     """The readable '(1,'EUR')' form of plain arguments, or None."""
     for value in values:
-        if type(value) not in _PLAIN:
+        if type(value) not in _PLAIN and not _is_plain(value):
             return None
     text = "(" + ",".join([repr(v) for v in values]) + ")"
     return text if len(text) <= _PLAIN_KEY_MAX else None
@@ -153,10 +169,10 @@ class Memoized:
             _AsyncSource(self), policy, on_wait_timeout=_count_wait_timeout
         )
 
-    def store(self) -> store.KeyedCache:
+    def store(self) -> KeyedCache:
         """The KeyedCache this function caches in (the default one unless `alias`)."""
         if self.alias is None:
-            return store.default_cache()
+            return default_cache()
         return alias_cache(self.alias)
 
     # -- keys -------------------------------------------------------------
@@ -208,7 +224,7 @@ class Memoized:
 
     # -- storing ----------------------------------------------------------
 
-    def save(self, cache: store.KeyedCache, key: str, value: Any, cost: float) -> None:
+    def save(self, cache: KeyedCache, key: str, value: Any, cost: float) -> None:
         """Store a computed value: fresh for `length`, then stale for `stale` more seconds."""
         if self.unless is not None and self.unless(value):
             return
@@ -364,7 +380,7 @@ class MemoizedFunction:
 
     def __reduce__(self) -> str:
         # Pickled by reference, as functions are (multiprocessing needs it).
-        return self.__qualname__  # type: ignore[no-any-return]
+        return str(self.__dict__["__qualname__"])
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """The cache key the call with these arguments uses."""
@@ -494,5 +510,5 @@ def cache_function(
 def cache_delete_function(func: Callable[..., Any]) -> list[str]:
     """Forget every cached call of `func` (decorated or not), in every process."""
     memo = getattr(func, "memoized", None)
-    cache = memo.store() if isinstance(memo, Memoized) else store.default_cache()
+    cache = memo.store() if isinstance(memo, Memoized) else default_cache()
     return cache.delete(function_key_root(func), children=True)

@@ -96,7 +96,7 @@ def _wants_refresh(instance: Any) -> bool:
     return (
         isinstance(instance, CachedObjectMixin)
         and instance.cache_refresh_on_save
-        and instance.pk is not None
+        and getattr(instance, "pk", None) is not None
     )
 
 

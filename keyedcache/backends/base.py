@@ -20,7 +20,9 @@ MAX_KEY_LENGTH = 250
 # Returned by raw reads for "not stored"; None is a legitimate stored value.
 MISSING: Any = object()
 
-Timeout = float | int | None | object
+# A resolved timeout in seconds (None: never expires); the store resolves
+# Django's DEFAULT_TIMEOUT before calling an adapter.
+Timeout = float | None
 
 
 class Adapter:
@@ -91,11 +93,11 @@ class Adapter:
         body = stored[len(self.namespace) + 1 :]
         return None if keys.DIGEST_MARK in body else body
 
-    def resolve_timeout(self, timeout: Timeout) -> float | None:
+    def resolve_timeout(self, timeout: Any) -> float | None:
         """Turn Django's DEFAULT_TIMEOUT into the alias's default, in seconds."""
         if timeout is DEFAULT_TIMEOUT:
             return self.default_timeout
-        return timeout  # type: ignore[return-value]
+        return None if timeout is None else float(timeout)
 
     # -- entries ----------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import threading
+from collections import OrderedDict
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,9 +25,9 @@ class LocMemAdapter(EnumeratingAdapter):
         assert isinstance(probe, LocMemCache)
         # LocMemCache instances of one LOCATION share these module-level objects,
         # so binding them once is right for every thread.
-        self._data = probe._cache
-        self._expiry = probe._expire_info
-        self._lock = probe._lock
+        self._data: OrderedDict[str, bytes] = probe._cache  # type: ignore[attr-defined]
+        self._expiry: dict[str, float | None] = probe._expire_info  # type: ignore[attr-defined]
+        self._lock: threading.Lock = probe._lock  # type: ignore[attr-defined]
 
     def get(self, key: str) -> Any:
         if self.made_prefix is None:
