@@ -88,6 +88,16 @@ def _written_since(latest: Entry | None, seen: Entry | None, now: float) -> bool
     return seen is None or latest.fresh_until != seen.fresh_until
 
 
+def _servable(entry: Entry | None, now: float) -> bool:
+    """Tell whether a waiter may return `entry`: fresh, or stale within its window.
+
+    A Source may return an entry past its stale window (the backend drops it
+    a little later, or another machine's clock runs behind ours): a waiter
+    must keep waiting for the new value rather than return that one.
+    """
+    return entry is not None and (entry.stale_until is None or entry.stale_until > now)
+
+
 def _draw() -> float:
     return 1.0 - random.random()  # in (0, 1]: log() needs it non-zero
 
@@ -241,9 +251,7 @@ class SingleFlight:
                 del self._flights[key]
             flight.done.set()
 
-    def _fill_across_processes(
-        self, key: str, compute: Callable[[], Any], deadline: float
-    ) -> Any:
+    def _fill_across_processes(self, key: str, compute: Callable[[], Any], deadline: float) -> Any:
         pause = self.policy.poll_first
         while True:
             token = new_token()
@@ -260,8 +268,8 @@ class SingleFlight:
             self.sleep(min(pause, remaining))
             pause = min(pause * 2, self.policy.poll_max)
             entry = self.source.load(key)
-            if entry is not None:
-                return entry.value
+            if _servable(entry, self.clock()):
+                return entry.value  # type: ignore[union-attr]
 
 
 class AsyncSingleFlight:
@@ -380,5 +388,5 @@ class AsyncSingleFlight:
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, self.policy.poll_max)
             entry = await self.source.load(key)
-            if entry is not None:
-                return entry.value
+            if _servable(entry, self.clock()):
+                return entry.value  # type: ignore[union-attr]

@@ -285,3 +285,20 @@ def is_collapsed(stored: str) -> bool:
 def glob_escape(text: str) -> str:
     """Escape the glob metacharacters `*?[]\\` in `text`."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+_GLOB_META = re.compile(r"[*?\[]")
+
+
+def pattern_scan_prefix(pattern: str, namespace: str) -> str:
+    """Return the storage-key prefix every key matching glob `pattern` starts with.
+
+    Only whole literal segments before the first wildcard narrow the scan:
+    a partial segment may have been digested in storage.
+    """
+    meta = _GLOB_META.search(pattern)
+    literal = pattern if meta is None else pattern[: meta.start()]
+    cut = literal.rfind(KEY_DELIM)
+    if cut < 0:
+        return f"{namespace}:"
+    return f"{namespace}:{safe_path(literal[:cut])}{KEY_DELIM}"

@@ -77,9 +77,7 @@ def scope_size() -> int:
     """The most keys one scope remembers per cache (setting KEYEDCACHE_REQUEST_CACHE_SIZE)."""
     size = getattr(settings, "KEYEDCACHE_REQUEST_CACHE_SIZE", DEFAULT_SIZE)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(
-            f"KEYEDCACHE_REQUEST_CACHE_SIZE must be a non-negative int, got {size!r}"
-        )
+        raise ValueError(f"KEYEDCACHE_REQUEST_CACHE_SIZE must be a non-negative int, got {size!r}")
     return size
 
 
@@ -96,7 +94,7 @@ def _scope() -> Iterator[Scope]:
         _current.reset(token)
 
 
-class request_cache:  # noqa: N801 - used like contextlib's lower-case managers
+class request_cache:
     """Open a first-level cache scope: a context manager and a decorator, sync or async.
 
     Inside it, the first read of a key goes to the backend and later reads

@@ -13,17 +13,17 @@ from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.signals import setting_changed
 
+from keyedcache.entry import Entry, unpack
+from keyedcache.flight import AsyncSingleFlight, Policy, SingleFlight
+from keyedcache.keys import KEY_DELIM, canonical_bytes, digest
+from keyedcache.local import ABSENT
+from keyedcache.stats import EXECUTIONS, WAIT_TIMEOUTS, counters
 from keyedcache.store import (
     DEFAULT_NAMESPACE,
     RELEVANT_SETTINGS,
     KeyedCache,
     default_cache,
 )
-from keyedcache.entry import Entry, unpack
-from keyedcache.flight import AsyncSingleFlight, Policy, SingleFlight
-from keyedcache.keys import KEY_DELIM, canonical_bytes, digest
-from keyedcache.local import ABSENT
-from keyedcache.stats import EXECUTIONS, WAIT_TIMEOUTS, counters
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -229,7 +229,7 @@ class Memoized:
         if self.unless is not None and self.unless(value):
             return
         timeout = cache.adapter.resolve_timeout(self.length)
-        keep = None if cache.adapter.plain_storage_key(key) else key
+        keep = cache.adapter.key_to_keep(key)
         if timeout is None:
             cache.set_entry(key, Entry(value, None, None, cost, keep), None)
             return

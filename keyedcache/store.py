@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
+import math
 import pickle
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from fnmatch import fnmatchcase
 from typing import Any
 
 from django.conf import settings
@@ -15,10 +19,11 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.signals import setting_changed
 
 from keyedcache.backends import MISSING, Adapter, build_adapter
-from keyedcache.entry import ENTRY_FORMAT, Entry, make_entry, unpack
+from keyedcache.entry import ENTRY_FORMAT, Entry, is_packed, make_entry, unpack
 from keyedcache.exceptions import CacheNotRespondingError, NotCachedError, UncacheableValueError
-from keyedcache.keys import cache_key, key_from
+from keyedcache.keys import cache_key, key_from, pattern_scan_prefix
 from keyedcache.local import ABSENT, current_scope
+from keyedcache.lock import DEFAULT_LOCK_TIMEOUT, CacheLock
 from keyedcache.stats import CALLS, HITS, LOCAL_HITS, MISSES, counters
 
 log = logging.getLogger("keyedcache")
@@ -184,7 +189,7 @@ class KeyedCache:
         if not self.enabled:
             return
         timeout = self.adapter.resolve_timeout(length)
-        self.set_entry(key, make_entry(value, timeout, key=self._key_to_keep(key)), timeout)
+        self.set_entry(key, make_entry(value, timeout, key=self.adapter.key_to_keep(key)), timeout)
 
     def set_entry(self, key: str, entry: Entry, timeout: float | None) -> None:
         """Store a prepared Entry; the backend drops it after `timeout` seconds."""
@@ -213,11 +218,6 @@ class KeyedCache:
             self._raise_if_unpicklable(key, packed)
             self._failed("add", key, exc)
             return False
-
-    def _key_to_keep(self, key: str) -> str | None:
-        # Keep the logical key in the envelope only where the storage key
-        # cannot be read back into it (digested or cut segments).
-        return None if self.adapter.plain_storage_key(key) else key
 
     @staticmethod
     def _raise_if_unpicklable(key: str, packed: tuple[Any, ...]) -> None:
@@ -264,6 +264,198 @@ class KeyedCache:
         except Exception as exc:
             self._failed("delete all", "*", exc)
             return []
+
+    # -- listing, patterns, TTL, bulk ---------------------------------------
+
+    def iter_keys(self, pattern: str = "*") -> Iterator[str]:
+        """Yield the logical keys of live keyedcache entries matching glob `pattern`.
+
+        Streams from the backend (Redis SCAN, a database cursor, memcached's
+        LRU crawler, a walk of the file cache); order is the backend's.
+        """
+        if not self.enabled:
+            return
+        prefix = pattern_scan_prefix(pattern, self.namespace)
+        try:
+            for key in self.adapter.list_keys(prefix):
+                if fnmatchcase(key, pattern):
+                    yield key
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            self._failed("list keys", pattern, exc)
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        """The sorted list of logical keys matching glob `pattern`."""
+        return sorted(self.iter_keys(pattern))
+
+    def delete_pattern(self, pattern: str) -> int:
+        """Delete every entry whose key matches glob `pattern`; return how many."""
+        doomed = list(self.iter_keys(pattern))
+        scope = current_scope()
+        deleted = 0
+        for key in doomed:
+            if scope is not None:
+                scope.remember(self.scope_id, key, ABSENT)
+            try:
+                deleted += bool(self.adapter.delete(key))
+            except Exception as exc:
+                self._failed("delete", key, exc)
+        counters.add("deletes", deleted)
+        return deleted
+
+    def pttl(self, key: str) -> int | None:
+        """Milliseconds until `key` expires: None if it never does, 0 if it is not stored."""
+        if not self.enabled:
+            return 0
+        try:
+            native = self.adapter.native_ttl(key)
+        except Exception as exc:
+            self._failed("ttl", key, exc)
+            return 0
+        if native is NotImplemented:
+            entry = self.get_entry(key)
+            if entry is None:
+                return 0
+            native = entry.seconds_left()
+        if native is MISSING:
+            return 0
+        if native is None:
+            return None
+        return max(math.ceil(float(native) * 1000), 1)
+
+    def ttl(self, key: str) -> int | None:
+        """Whole seconds until `key` expires (rounded up): None if never, 0 if not stored."""
+        millis = self.pttl(key)
+        return millis if millis is None else math.ceil(millis / 1000)
+
+    def expire(self, key: str, length: Any) -> bool:
+        """Make `key` expire `length` seconds from now (None: never); say whether it existed."""
+        if not self.enabled:
+            return False
+        timeout = self.adapter.resolve_timeout(length)
+        try:
+            done = self.adapter.native_expire(key, timeout)
+            if done is NotImplemented:
+                done = self._rewrite_expiry(key, timeout)
+        except Exception as exc:
+            self._failed("expire", key, exc)
+            return False
+        scope = current_scope()
+        if scope is not None and timeout is not None and timeout <= 0:
+            scope.remember(self.scope_id, key, ABSENT)
+        return bool(done)
+
+    def _rewrite_expiry(self, key: str, timeout: float | None) -> bool:
+        # Backends that cannot change an expiry in place: read, then store the
+        # entry again with the new one (not atomic with concurrent writers).
+        entry = unpack(self.adapter.get(key))
+        if entry is None:
+            return False
+        if timeout is not None and timeout <= 0:
+            self.adapter.delete(key)
+            return True
+        drop_at = None if timeout is None else time.time() + timeout
+        fresh_until = entry.fresh_until
+        if fresh_until is not None and drop_at is not None:
+            fresh_until = min(fresh_until, drop_at)
+        updated = entry._replace(fresh_until=fresh_until, stale_until=drop_at)
+        self.adapter.set(key, updated.pack(), timeout)
+        return True
+
+    def expire_at(self, key: str, when: datetime.datetime) -> bool:
+        """Make `key` expire at `when` (an aware datetime, or naive in local time)."""
+        seconds = when.timestamp() - time.time()
+        return self.expire(key, seconds)
+
+    def persist(self, key: str) -> bool:
+        """Make `key` never expire; say whether it existed."""
+        return self.expire(key, None)
+
+    def add(self, key: str, value: Any, length: Any = DEFAULT_TIMEOUT) -> bool:
+        """Store `value` only if nothing is stored under `key`; say whether it stored."""
+        if not self.enabled:
+            return False
+        timeout = self.adapter.resolve_timeout(length)
+        added = self.add_entry(
+            key, make_entry(value, timeout, key=self.adapter.key_to_keep(key)), timeout
+        )
+        scope = current_scope()
+        if added and scope is not None:
+            scope.remember(self.scope_id, key, value)
+        return added
+
+    def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
+        """Return {key: value} for keys with a fresh value, in one backend call if possible."""
+        wanted = list(dict.fromkeys(key_list))
+        if not self.enabled or not wanted:
+            return {}
+        counts = counters.slots()
+        counts[CALLS] += len(wanted)
+        found: dict[str, Any] = {}
+        scope = current_scope()
+        table = scope.tables.get(self.scope_id) if scope is not None else None
+        if table is not None:
+            for key in wanted:
+                value = table.get(key, _UNSEEN)
+                if value is not _UNSEEN and value is not ABSENT:
+                    found[key] = value
+            counts[LOCAL_HITS] += len(found)
+        remaining = [key for key in wanted if key not in found]
+        if remaining:
+            try:
+                raw_by_key = self.adapter.get_many(remaining)
+            except Exception as exc:
+                self._failed("get many", remaining[0], exc)
+                raw_by_key = {}
+            now = time.time()
+            for key in remaining:
+                raw = raw_by_key.get(key, MISSING)
+                fresh = is_packed(raw) and (raw[2] is None or raw[2] > now)
+                if fresh:
+                    found[key] = raw[1]
+                    counts[HITS] += 1
+                else:
+                    counts[MISSES] += 1
+                if scope is not None:
+                    scope.remember(self.scope_id, key, raw[1] if fresh else ABSENT)
+        return found
+
+    def set_many(self, values: dict[str, Any], length: Any = DEFAULT_TIMEOUT) -> None:
+        """Store several values at once; nothing is written if any of them cannot be pickled."""
+        if not self.enabled or not values:
+            return
+        timeout = self.adapter.resolve_timeout(length)
+        packed_by_key = {
+            key: make_entry(value, timeout, key=self.adapter.key_to_keep(key)).pack()
+            for key, value in values.items()
+        }
+        # Check every value before writing any: a backend may write them one by one.
+        for key, packed in packed_by_key.items():
+            self._raise_if_unpicklable(key, packed)
+        counters.add("sets", len(packed_by_key))
+        try:
+            self.adapter.set_many(packed_by_key, timeout)
+        except Exception as exc:
+            self._failed("set many", next(iter(packed_by_key)), exc)
+        scope = current_scope()
+        if scope is not None:
+            fresh = timeout is None or timeout > 0
+            for key, value in values.items():
+                scope.remember(self.scope_id, key, value if fresh else ABSENT)
+
+    def lock(
+        self,
+        key: str,
+        *,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+    ) -> CacheLock:
+        """A lock named `key`, mutually exclusive across processes (see CacheLock)."""
+        return CacheLock(
+            self, key, timeout=timeout, blocking=blocking, blocking_timeout=blocking_timeout
+        )
 
     # -- locks ------------------------------------------------------------
 
@@ -433,3 +625,88 @@ def is_cached(*keys: Any, **pairs: Any) -> bool:
 def cache_require() -> bool | None:
     """Raise CacheNotRespondingError unless a set/get round trip through the cache works."""
     return default_cache().require()
+
+
+# -- portable operations as module functions -----------------------------------
+
+
+def _logical(key: Any) -> str:
+    """A key given as a string is used as it is; a tuple or list is a list of parts."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (tuple, list)):
+        return key_from(tuple(key), {})
+    raise TypeError(f"a key must be a string or a tuple of key parts, not {key!r}")
+
+
+def iter_keys(pattern: str = "*") -> Iterator[str]:
+    """Yield the keys of keyedcache entries matching glob `pattern` (`*`, `?`, `[...]`)."""
+    return default_cache().iter_keys(pattern)
+
+
+def cache_keys(pattern: str = "*") -> list[str]:
+    """The sorted list of keys of keyedcache entries matching glob `pattern`."""
+    return default_cache().keys(pattern)
+
+
+def cache_delete_pattern(pattern: str) -> int:
+    """Delete the keyedcache entries whose keys match glob `pattern`; return how many."""
+    return default_cache().delete_pattern(pattern)
+
+
+def cache_ttl(*keys: Any, **pairs: Any) -> int | None:
+    """Whole seconds until the key expires: None if it never does, 0 if it is not cached."""
+    return default_cache().ttl(_key_of("cache_ttl", keys, pairs))
+
+
+def cache_pttl(*keys: Any, **pairs: Any) -> int | None:
+    """Milliseconds until the key expires: None if it never does, 0 if it is not cached."""
+    return default_cache().pttl(_key_of("cache_pttl", keys, pairs))
+
+
+def cache_expire(*keys: Any, length: Any, **pairs: Any) -> bool:
+    """Make the key expire `length` seconds from now; say whether it was cached."""
+    return default_cache().expire(_key_of("cache_expire", keys, pairs), length)
+
+
+def cache_expire_at(*keys: Any, when: datetime.datetime, **pairs: Any) -> bool:
+    """Make the key expire at datetime `when`; say whether it was cached."""
+    return default_cache().expire_at(_key_of("cache_expire_at", keys, pairs), when)
+
+
+def cache_persist(*keys: Any, **pairs: Any) -> bool:
+    """Make the key never expire; say whether it was cached."""
+    return default_cache().persist(_key_of("cache_persist", keys, pairs))
+
+
+def cache_add(*keys: Any, value: Any = _RAISE, length: Any = DEFAULT_TIMEOUT, **pairs: Any) -> bool:
+    """Cache `value` only if nothing is cached under the key; say whether it stored."""
+    if value is _RAISE:
+        raise TypeError("cache_add() needs the value to store as value=...")
+    return default_cache().add(_key_of("cache_add", keys, pairs), value, length)
+
+
+def cache_get_many(keys: Iterable[Any]) -> dict[str, Any]:
+    """Return {key: value} for the cached ones of `keys` (strings or tuples of parts)."""
+    return default_cache().get_many([_logical(key) for key in keys])
+
+
+def cache_set_many(mapping: dict[Any, Any], length: Any = DEFAULT_TIMEOUT) -> None:
+    """Cache every value of `mapping` under its key (a string or a tuple of parts)."""
+    default_cache().set_many({_logical(key): value for key, value in mapping.items()}, length)
+
+
+def cache_lock(
+    *keys: Any,
+    timeout: float = DEFAULT_LOCK_TIMEOUT,
+    blocking: bool = True,
+    blocking_timeout: float | None = None,
+    **pairs: Any,
+) -> CacheLock:
+    """A lock named by the key, exclusive across processes; use it as a context manager."""
+    return default_cache().lock(
+        _key_of("cache_lock", keys, pairs),
+        timeout=timeout,
+        blocking=blocking,
+        blocking_timeout=blocking_timeout,
+    )

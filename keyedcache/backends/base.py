@@ -88,6 +88,10 @@ class Adapter:
         """Tell whether the logical key can be read back from its storage key."""
         return self.storage_key(key) == f"{self.namespace}:{key}"
 
+    def key_to_keep(self, key: str) -> str | None:
+        """The logical key to record in the envelope, or None when the storage key tells it."""
+        return key if self.keeps_keys or not self.plain_storage_key(key) else None
+
     def logical_key(self, stored: str) -> str | None:
         """Read the logical key back from a storage key, or None if it was digested."""
         body = stored[len(self.namespace) + 1 :]
@@ -130,6 +134,32 @@ class Adapter:
     def delete_all(self) -> list[str] | None:
         """Delete every keyedcache entry (and nothing else); return keys, or None if unknown."""
         raise NotImplementedError
+
+    #: True when every envelope must carry its logical key (listing reads it back).
+    keeps_keys = False
+
+    def list_keys(self, stored_prefix: str) -> Iterator[str]:
+        """Yield the logical keys of live entries whose storage key starts with `stored_prefix`."""
+        raise NotImplementedError(
+            f"keyedcache cannot list the keys of cache alias {self.alias!r}: its backend "
+            "offers no way to enumerate keys"
+        )
+
+    def set_many(self, packed_by_key: dict[str, tuple[Any, ...]], timeout: Timeout) -> None:
+        """Store several packed envelopes in one backend call where the backend allows."""
+        self.cache.set_many({self.storage_key(k): p for k, p in packed_by_key.items()}, timeout)
+
+    def native_ttl(self, key: str) -> Any:
+        """Seconds left as the backend itself reports them, None for never, MISSING if absent.
+
+        Returns NotImplemented where the backend cannot tell; the store then
+        reads the envelope's own expiry.
+        """
+        return NotImplemented
+
+    def native_expire(self, key: str, timeout: float | None) -> Any:
+        """Change the expiry of `key` natively; NotImplemented where the backend cannot."""
+        return NotImplemented
 
     # -- locks ----------------------------------------------------------
     # Lock records are raw tokens under their own namespace: no envelope, no
@@ -188,6 +218,28 @@ class EnumeratingAdapter(Adapter):
     def delete_stored(self, stored_keys: list[str]) -> None:
         """Delete the given storage keys."""
         self.cache.delete_many(stored_keys)
+
+    def list_keys(self, stored_prefix: str) -> Iterator[str]:
+        batch: list[str] = []
+        for stored in self.scan(stored_prefix):
+            name = self.logical_key(stored)
+            if name is not None:
+                yield name
+                continue
+            batch.append(stored)
+            if len(batch) >= 500:
+                yield from self._names_of(batch)
+                batch = []
+        if batch:
+            yield from self._names_of(batch)
+
+    def _names_of(self, stored_keys: list[str]) -> Iterator[str]:
+        """Logical keys of digested storage keys, read from their envelopes."""
+        found = self.cache.get_many(stored_keys)
+        for stored in stored_keys:
+            entry = entry_of(found.get(stored, MISSING))
+            if entry is not None and entry.key is not None:
+                yield entry.key
 
     def delete_subtree(self, key: str) -> list[str] | None:
         targets = set(self.scan(f"{self._subtree_root(key)}{keys.KEY_DELIM}"))

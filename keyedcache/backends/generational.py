@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import pickle
+import socket
+import time
+import urllib.parse
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from keyedcache import keys
-from keyedcache.backends.base import MISSING, Adapter, Timeout
+from keyedcache.backends.base import MISSING, Adapter, Timeout, entry_of
 
 # Every proper ancestor of a key (and the root) has a generation token; an
 # entry records the tokens it was written under and is valid only while they
@@ -87,18 +93,32 @@ class GenerationalAdapter(Adapter):
     def current_tokens(self, key: str) -> tuple[str, ...]:
         """Return the tokens guarding `key`, creating the missing ones."""
         gens = self.gen_keys(key)
+        tokens = self._tokens(gens)
+        return tuple(tokens[gen] for gen in gens)
+
+    def _tokens(self, gens: list[str]) -> dict[str, str]:
+        """Read the given tokens in one round trip, creating the missing ones."""
         cache = self.cache
-        found = cache.get_many(gens)
-        tokens = []
+        found: dict[str, str] = cache.get_many(gens)
         for gen in gens:
-            token = found.get(gen)
-            if token is None:
+            if found.get(gen) is None:
                 token = new_token()
                 # add, so two writers creating the same token agree on one value
                 if not cache.add(gen, token, None):
                     token = cache.get(gen) or token
-            tokens.append(token)
-        return tuple(tokens)
+                found[gen] = token
+        return found
+
+    def set_many(self, packed_by_key: dict[str, tuple[Any, ...]], timeout: Timeout) -> None:
+        gens = sorted({gen for key in packed_by_key for gen in self.gen_keys(key)})
+        tokens = self._tokens(gens)
+        self.cache.set_many(
+            {
+                self.storage_key(key): (tuple(tokens[g] for g in self.gen_keys(key)), packed)
+                for key, packed in packed_by_key.items()
+            },
+            timeout,
+        )
 
     def set(self, key: str, packed: tuple[Any, ...], timeout: Timeout) -> None:
         self.cache.set(self.storage_key(key), (self.current_tokens(key), packed), timeout)
@@ -128,14 +148,116 @@ class GenerationalAdapter(Adapter):
         self.cache.set(self.gen_namespace, new_token(), None)
         return None
 
+    # -- listing: the backend's raw keys, then a token check ------------------
+
+    def raw_keys(self, stored_prefix: str) -> Iterator[str]:
+        """Yield logical keys stored under `stored_prefix`, orphaned ones included."""
+        raise NotImplementedError(
+            f"keyedcache cannot list the keys of cache alias {self.alias!r}: its backend "
+            "offers no way to enumerate keys"
+        )
+
+    def list_keys(self, stored_prefix: str) -> Iterator[str]:
+        batch: list[str] = []
+        for key in self.raw_keys(stored_prefix):
+            batch.append(key)
+            if len(batch) >= 500:
+                yield from self.get_many(batch)
+                batch = []
+        if batch:
+            yield from self.get_many(batch)
+
 
 class MemcachedAdapter(GenerationalAdapter):
-    """memcached (pymemcache, pylibmc): no key listing, so generation tokens."""
+    """memcached (pymemcache, pylibmc): generation tokens; listing by LRU crawler dumps."""
 
     name = "memcached"
+    socket_timeout = 5.0
+
+    def _servers(self) -> list[str]:
+        servers = getattr(self.cache, "_servers", [])
+        return [servers] if isinstance(servers, str) else list(servers)
+
+    def raw_keys(self, stored_prefix: str) -> Iterator[str]:
+        made_prefix = self.made_prefix
+        if made_prefix is None:
+            yield from super().raw_keys(stored_prefix)
+            return
+        wanted = made_prefix + stored_prefix
+        digested: list[str] = []
+        for server in self._servers():
+            for made in self._metadump(server, wanted):
+                stored = made[len(made_prefix) :]
+                name = self.logical_key(stored)
+                if name is not None:
+                    yield name
+                else:
+                    digested.append(stored)
+        # Digested storage keys: the logical key is in the envelope.
+        for start in range(0, len(digested), 500):
+            found = self.cache.get_many(digested[start : start + 500])
+            for raw in found.values():
+                if type(raw) is tuple and len(raw) == 2:
+                    entry = entry_of(raw[1])
+                    if entry is not None and entry.key is not None:
+                        yield entry.key
+
+    def _metadump(self, server: str, wanted: str) -> Iterator[str]:
+        """Stream the live keys starting with `wanted` from one server's LRU crawler."""
+        if server.startswith("unix:"):
+            family, address = socket.AF_UNIX, server[5:]
+        else:
+            host, _, port = server.rpartition(":")
+            family, address = socket.AF_INET, (host, int(port))  # type: ignore[assignment]
+        now = time.time()
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.socket_timeout)
+            sock.connect(address)
+            sock.sendall(b"lru_crawler metadump all\r\n")
+            pending = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    line = line.rstrip(b"\r")
+                    if line in (b"END", b"") or line.startswith(b"ERROR"):
+                        if line != b"":
+                            return
+                        continue
+                    fields = dict(part.split(b"=", 1) for part in line.split() if b"=" in part)
+                    made = urllib.parse.unquote(fields.get(b"key", b"").decode())
+                    expires = int(fields.get(b"exp", b"-1"))
+                    if made.startswith(wanted) and (expires == -1 or expires > now):
+                        yield made
 
 
 class FileBasedAdapter(GenerationalAdapter):
-    """Django's file-based cache: file names are hashes, so generation tokens."""
+    """Django's file-based cache: hashed file names, so generation tokens; listing reads files."""
 
     name = "filebased"
+    # File names are digests: listing reads the logical key from each envelope.
+    keeps_keys = True
+
+    def raw_keys(self, stored_prefix: str) -> Iterator[str]:
+        prefix = stored_prefix[len(self.namespace) + 1 :]
+        cache: Any = self.cache
+        now = time.time()
+        for path in cache._list_cache_files():
+            try:
+                with open(path, "rb") as handle:
+                    expires = pickle.load(handle)
+                    if expires is not None and expires < now:
+                        continue
+                    raw = pickle.loads(zlib.decompress(handle.read()))
+            except (OSError, EOFError, pickle.UnpicklingError, zlib.error):
+                continue  # removed or rewritten while we looked
+            entry = entry_of(raw[1]) if type(raw) is tuple and len(raw) == 2 else None
+            if (
+                entry is not None
+                and entry.key is not None
+                and keys.safe_path(entry.key).startswith(prefix)
+            ):
+                yield entry.key

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections import OrderedDict
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,3 +60,30 @@ class LocMemAdapter(EnumeratingAdapter):
             ]
         for k in found:
             yield k[len(prefix) :]
+
+    # -- ttl: the expiry table is right here --------------------------------
+
+    def native_ttl(self, key: str) -> Any:
+        if self.made_prefix is None:
+            return NotImplemented
+        made = self.made_prefix + self.storage_key(key)
+        now = time.time()
+        with self._lock:
+            if made not in self._data:
+                return MISSING
+            expires = self._expiry.get(made)
+        if expires is None:
+            return None
+        return MISSING if expires <= now else expires - now
+
+    def native_expire(self, key: str, timeout: float | None) -> Any:
+        if self.made_prefix is None:
+            return NotImplemented
+        made = self.made_prefix + self.storage_key(key)
+        now = time.time()
+        with self._lock:
+            expires = self._expiry.get(made, -1)
+            if made not in self._data or (expires is not None and expires <= now):
+                return False
+            self._expiry[made] = None if timeout is None else now + timeout
+        return True

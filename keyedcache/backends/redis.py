@@ -75,3 +75,25 @@ class RedisAdapter(EnumeratingAdapter):
     def lock_extend(self, key: str, token: str, timeout: float) -> bool:
         millis = max(int(timeout * 1000), 1)
         return bool(self._client().eval(_EXTEND, 1, self._made_lock_key(key), token, millis))
+
+    # -- ttl: Redis knows it exactly ----------------------------------------------
+
+    def native_ttl(self, key: str) -> Any:
+        if self.made_prefix is None:
+            return NotImplemented
+        millis = self._client().pttl(self.made_prefix + self.storage_key(key))
+        if millis == -2:
+            return MISSING
+        return None if millis == -1 else millis / 1000
+
+    def native_expire(self, key: str, timeout: float | None) -> Any:
+        if self.made_prefix is None:
+            return NotImplemented
+        made = self.made_prefix + self.storage_key(key)
+        client = self._client()
+        if timeout is None:
+            client.persist(made)  # 0 both for "no such key" and "had no TTL"
+            return bool(client.exists(made))
+        if timeout <= 0:
+            return bool(client.delete(made))
+        return bool(client.pexpire(made, max(int(timeout * 1000), 1)))
