@@ -1,4 +1,4 @@
-"""Hit cost of keyedcache.cache_get answered by the first-level scope, against plain locmem and Redis gets."""
+"""Cost of a keyedcache hit answered by the first-level scope vs plain locmem and Redis gets."""
 
 from __future__ import annotations
 

@@ -28,11 +28,14 @@ class Scope:
     treated as read-only.
     """
 
-    __slots__ = ("limit", "tables")
+    __slots__ = ("by_signal", "limit", "outer", "tables")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, outer: Scope | None = None, by_signal: bool = False) -> None:
         self.limit = limit
         self.tables: dict[str, dict[str, Any]] = {}
+        #: The scope this one replaced (only for scopes opened by request signals).
+        self.outer = outer
+        self.by_signal = by_signal
 
     def table(self, owner: str) -> dict[str, Any]:
         """Return the key -> value table of one KeyedCache (`owner` is its scope id)."""
@@ -143,10 +146,20 @@ class request_cache:
 
 
 def open_scope() -> None:
-    """Start a fresh scope in the current context (for request_started receivers)."""
-    _current.set(Scope(scope_size()))
+    """Start a fresh scope in the current context (for request_started receivers).
+
+    Always fresh, even if a scope is open: a request whose request_finished
+    never came must not hand its values to the next request in the thread.
+    """
+    current = _current.get()
+    # A scope left by a request that never finished is dropped, not kept as
+    # the outer one: otherwise such leftovers would chain up request after request.
+    outer = current.outer if current is not None and current.by_signal else current
+    _current.set(Scope(scope_size(), outer=outer, by_signal=True))
 
 
 def close_scope() -> None:
-    """End the scope of the current context, if any."""
-    _current.set(None)
+    """End the scope opened by `open_scope`, restoring the one it replaced."""
+    scope = _current.get()
+    if scope is not None and scope.by_signal:
+        _current.set(scope.outer)
