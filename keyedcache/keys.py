@@ -188,6 +188,9 @@ def _encode(obj: Any, out: list[bytes]) -> None:
     elif isinstance(obj, dict):
         items = sorted(canonical_bytes(k) + canonical_bytes(v) for k, v in obj.items())
         out.append(_tagged(b"M", b"".join(items)))
+    elif isinstance(obj, type):
+        # A class (a classmethod's `cls`) by its import path: stable everywhere.
+        out.append(_tagged(b"C", f"{obj.__module__}.{obj.__qualname__}".encode()))
     elif getattr(obj, "__cache_key__", None) is not None:
         _encode(obj.__cache_key__(), out)
     elif _has_pk(obj):
