@@ -14,10 +14,22 @@ from django.core.management.base import BaseCommand, CommandParser
 import keyedcache
 from demo.models import Product
 from demo_site.cache_config import describe_cache
+from keyedcache.contrib.keyval import KeyVal
 
 DEMO_USERNAME = "demo"
 DEFAULT_URL = "http://127.0.0.1:8000/"
 DATABASE_CACHE = "django.core.cache.backends.db.DatabaseCache"
+
+#: The demo store shown in the admin (Key-value stores): text, JSON-like and read-only values.
+DEMO_STORE = "demo.settings"
+DEMO_SETTINGS: dict[str, Any] = {
+    "site_name": "keyedcache demo shop",
+    "banner_enabled": True,
+    "items_per_page": 12,
+    "featured": ["espresso-cup", "french-press"],
+    "shipping": {"countries": ["DE", "FR", "NL"], "express": False},
+    "free_shipping_over": Decimal("50.00"),  # not JSON: read-only in the admin
+}
 
 DEMO_PRODUCTS = [
     ("Espresso cup", "espresso-cup", Decimal("7.50")),
@@ -32,8 +44,8 @@ class Command(BaseCommand):
 
     help = (
         "Prepare the keyedcache demo: migrate, createcachetable for a database cache, "
-        "create the staff superuser 'demo' with a new random password, add demo products, "
-        "and print the URL and the login."
+        "create the staff superuser 'demo' with a new random password, add demo products "
+        "and the demo key-value store, and print the URL and the login."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -51,6 +63,8 @@ class Command(BaseCommand):
         password = self.demo_user()
         created = self.demo_products()
         self.stdout.write(f"Demo products: {Product.objects.count()} ({created} new)")
+        added = self.demo_store()
+        self.stdout.write(f"Demo key-value store {DEMO_STORE!r}: {added} new key(s)")
         self.check_cache()
         alias = getattr(settings, "KEYEDCACHE_ALIAS", "default")
         self.stdout.write(
@@ -85,6 +99,12 @@ class Command(BaseCommand):
             )
             created += new
         return created
+
+    def demo_store(self) -> int:
+        """Add the demo store's missing keys (edits made in the admin are kept)."""
+        store = KeyVal(DEMO_STORE)
+        missing = {key: value for key, value in DEMO_SETTINGS.items() if key not in store}
+        return sum(store.set(key, value) for key, value in missing.items())
 
     def check_cache(self) -> None:
         """Warn (without failing) when the cache does not answer: the demo still runs uncached."""
