@@ -201,12 +201,15 @@ class DatabaseBackend(Backend):
         if not cache.enabled:
             return self._select(store, key)
         token_key, copy_key = self.cache_keys(store, key)
-        token = cache.get(token_key, None)
+        # Token and copy in one round trip: the copy counts only if it carries
+        # the token read with it, exactly as when read one after the other.
+        found = cache.get_many([token_key, copy_key])
+        token = found.get(token_key)
         if token is None:
             token = new_token()
             cache.set(token_key, token, self.timeout)
         else:
-            copy = cache.get(copy_key, None)
+            copy = found.get(copy_key)
             if type(copy) is tuple and len(copy) == 2 and copy[0] == token:
                 data: bytes | None = copy[1]
                 return data
@@ -223,9 +226,10 @@ class DatabaseBackend(Backend):
         cache = default_cache()
         if cache.enabled:
             token_key, copy_key = self.cache_keys(store, key)
-            token = cache.get(token_key, None)
+            found = cache.get_many([token_key, copy_key])
+            token = found.get(token_key)
             if token is not None:
-                copy = cache.get(copy_key, None)
+                copy = found.get(copy_key)
                 if type(copy) is tuple and len(copy) == 2 and copy[0] == token:
                     data: bytes | None = copy[1]
                     return data
