@@ -18,8 +18,10 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def setup_django(caches: dict[str, Any], **extra: Any) -> None:
-    """Configure a minimal Django with `caches` and set it up."""
+def setup_django(
+    caches: dict[str, Any], *, databases: dict[str, Any] | None = None, **extra: Any
+) -> None:
+    """Configure a minimal Django with `caches` (and `databases`: default SQLite in memory)."""
     import django
     from django.conf import settings
 
@@ -27,7 +29,8 @@ def setup_django(caches: dict[str, Any], **extra: Any) -> None:
     settings.configure(
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "keyedcache"],
         CACHES=caches,
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        DATABASES=databases
+        or {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         USE_TZ=True,
         **extra,
     )

@@ -10,6 +10,14 @@ from keyedcache.keys import KEY_DELIM, cache_key
 from keyedcache.local import request_cache
 from keyedcache.lock import CacheLock, LockError, LockNotOwnedError
 from keyedcache.memoize import cache_delete_function, cache_function
+
+# `keyedcache.stats` is the function: this binding comes after the submodule
+# keyedcache.stats was imported (store.py imports it), and Python sets the
+# package attribute to a submodule only when it first loads it, so no later
+# `import keyedcache.stats` rebinds it. The module stays reachable through
+# `from keyedcache.stats import ...` and sys.modules (see docs/stats.md).
+from keyedcache.stats import deprecated_global as _deprecated_global
+from keyedcache.stats import stats
 from keyedcache.store import (
     KeyedCache,
     cache_add,
@@ -72,4 +80,10 @@ __all__ = [
     "iter_keys",
     "keyedcache_configure",
     "request_cache",
+    "stats",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The keyedcache 1.5 globals CACHE_CALLS, CACHE_HITS and CACHED_KEYS (deprecated)."""
+    return _deprecated_global(name)

@@ -38,7 +38,11 @@ def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
             )
         )
         return messages
-    if not isinstance(namespace, str) or not namespace or not all(33 <= ord(c) < 126 and c != ":" for c in namespace):
+    if (
+        not isinstance(namespace, str)
+        or not namespace
+        or not all(33 <= ord(c) < 126 and c != ":" for c in namespace)
+    ):
         messages.append(
             Error(
                 f"KEYEDCACHE_NAMESPACE is {namespace!r}; it must be a non-empty string of "
@@ -51,7 +55,10 @@ def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
         backend = caches[alias]
     except (InvalidCacheBackendError, ImportError) as exc:
         messages.append(
-            Error(f"CACHES[{alias!r}] (KEYEDCACHE_ALIAS) cannot be loaded: {exc}", id="keyedcache.E003")
+            Error(
+                f"CACHES[{alias!r}] (KEYEDCACHE_ALIAS) cannot be loaded: {exc}",
+                id="keyedcache.E003",
+            )
         )
         return messages
     room = MAX_KEY_LENGTH - len(backend.make_key("")) - len(namespace) - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, NamedTuple
 
@@ -83,11 +84,25 @@ def make_entry(
     now = time.time() if now is None else now
     fresh_until = now + timeout
     # Without a stale window, freshness is the backend's own expiry: recording
-    # None spares every read a clock call.
+    # None spares every read a clock call. Not for fractional timeouts: the
+    # backend keeps those up to a second longer (see backend_timeout).
+    exact = stale or timeout != int(timeout)
     return Entry(
         value,
-        fresh_until if stale else None,
+        fresh_until if exact else None,
         fresh_until + stale,
         cost,
         key,
     )
+
+
+def backend_timeout(timeout: float | None) -> float | None:
+    """The timeout to hand the backend: fractions rounded up to whole seconds.
+
+    memcached and Django's Redis and memcached backends cut timeouts to whole
+    seconds, so 0.5 would mean "already expired"; the entry's own fresh-until
+    time keeps freshness exact.
+    """
+    if timeout is None or timeout <= 0 or timeout == int(timeout):
+        return timeout
+    return float(math.ceil(timeout))

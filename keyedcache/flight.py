@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import random
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from keyedcache.entry import Entry
+
+log = logging.getLogger("keyedcache")
 
 # The algorithm below knows nothing of caches: a Source loads entries, saves
 # values and holds token locks. memoize.py binds it to a KeyedCache.
@@ -118,7 +121,11 @@ class Refresher:
 
     def __init__(self, workers: int = 2, backlog: int = 32) -> None:
         self._workers = workers
-        self._slots = threading.BoundedSemaphore(backlog)
+        self._backlog = backlog
+        self._reset()
+
+    def _reset(self) -> None:
+        self._slots = threading.BoundedSemaphore(self._backlog)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -130,18 +137,27 @@ class Refresher:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, "keyedcache-refresh")
             pool = self._pool
+        slots = self._slots
 
         def run() -> None:
             try:
                 job()
+            except Exception:
+                # Nobody waits on a background refresh: say it failed here.
+                log.warning("keyedcache: a background refresh failed", exc_info=True)
             finally:
-                self._slots.release()
+                slots.release()
 
         pool.submit(run)
         return True
 
 
 refresher = Refresher()
+
+# A forked child (gunicorn --preload, multiprocessing) inherits the parent's
+# pool object but not its threads: give it a fresh one.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=refresher._reset)
 
 
 class SingleFlight:
@@ -153,6 +169,7 @@ class SingleFlight:
         policy: Policy,
         *,
         on_wait_timeout: Callable[[], None] = lambda: None,
+        on_refresh_error: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         draw: Callable[[], float] = _draw,
@@ -160,6 +177,7 @@ class SingleFlight:
         self.source = source
         self.policy = policy
         self.on_wait_timeout = on_wait_timeout
+        self.on_refresh_error = on_refresh_error
         self.clock = clock
         self.sleep = sleep
         self.draw = draw
@@ -198,11 +216,20 @@ class SingleFlight:
         if not self.source.acquire(key, token):
             return entry.value  # someone refreshes it now (or storage is down)
         if self.policy.background:
-            if refresher.submit(lambda: self._compute_then_release(key, compute, token, entry)):
+            if refresher.submit(lambda: self._background(key, compute, token, entry)):
                 return entry.value
             self.source.release(key, token)
             return entry.value
         return self._compute_then_release(key, compute, token, entry)
+
+    def _background(
+        self, key: str, compute: Callable[[], Any], token: str, seen: Entry | None
+    ) -> None:
+        try:
+            self._compute_then_release(key, compute, token, seen)
+        except Exception:
+            self.on_refresh_error()
+            raise  # the Refresher logs it
 
     def _compute_then_release(
         self, key: str, compute: Callable[[], Any], token: str, seen: Entry | None
@@ -281,12 +308,14 @@ class AsyncSingleFlight:
         policy: Policy,
         *,
         on_wait_timeout: Callable[[], None] = lambda: None,
+        on_refresh_error: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         draw: Callable[[], float] = _draw,
     ) -> None:
         self.source = source
         self.policy = policy
         self.on_wait_timeout = on_wait_timeout
+        self.on_refresh_error = on_refresh_error
         self.clock = clock
         self.draw = draw
         # One table per event loop: futures belong to the loop that made them.
@@ -322,9 +351,16 @@ class AsyncSingleFlight:
             task = asyncio.ensure_future(self._compute_then_release(key, compute, token, entry))
             # Keep a reference: the loop holds tasks only weakly.
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._background_done)
             return entry.value
         return await self._compute_then_release(key, compute, token, entry)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Nobody awaits a background refresh: say it failed here.
+            log.warning("keyedcache: a background refresh failed", exc_info=task.exception())
+            self.on_refresh_error()
 
     async def _compute_then_release(
         self, key: str, compute: Callable[[], Awaitable[Any]], token: str, seen: Entry | None

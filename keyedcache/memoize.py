@@ -17,7 +17,7 @@ from keyedcache.entry import Entry, unpack
 from keyedcache.flight import AsyncSingleFlight, Policy, SingleFlight
 from keyedcache.keys import KEY_DELIM, canonical_bytes, digest
 from keyedcache.local import ABSENT
-from keyedcache.stats import EXECUTIONS, WAIT_TIMEOUTS, counters
+from keyedcache.stats import ERRORS, EXECUTIONS, WAIT_TIMEOUTS, counters
 from keyedcache.store import (
     DEFAULT_NAMESPACE,
     RELEVANT_SETTINGS,
@@ -164,10 +164,12 @@ class Memoized:
         #: Seconds a lock is held at most: a holder that dies frees it after this.
         self.lock_timeout = float(lock_timeout if lock_timeout is not None else wait)
         policy = Policy(wait=float(wait), background=background, early=early)
-        self.flight = SingleFlight(_Source(self), policy, on_wait_timeout=_count_wait_timeout)
-        self.async_flight = AsyncSingleFlight(
-            _AsyncSource(self), policy, on_wait_timeout=_count_wait_timeout
-        )
+        hooks: dict[str, Any] = {
+            "on_wait_timeout": functools.partial(_count, root, WAIT_TIMEOUTS),
+            "on_refresh_error": functools.partial(_count, root, ERRORS),
+        }
+        self.flight = SingleFlight(_Source(self), policy, **hooks)
+        self.async_flight = AsyncSingleFlight(_AsyncSource(self), policy, **hooks)
 
     def store(self) -> KeyedCache:
         """The KeyedCache this function caches in (the default one unless `alias`)."""
@@ -259,7 +261,7 @@ class Memoized:
         if not cache.enabled:
             return await self._arun(args, kwargs)
         key = self.key(*args, **kwargs)
-        value, packed = await sync_to_async(cache.read, thread_sensitive=False)(key)
+        value, packed = await sync_to_async(cache.read)(key)
         if value is not ABSENT and (packed is None or self.async_flight.policy.early is None):
             return value
         entry = unpack(packed) if packed is not None else None
@@ -268,11 +270,11 @@ class Memoized:
         )
 
     def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        counters.slots()[EXECUTIONS] += 1
+        counters.slots(self.root)[EXECUTIONS] += 1
         return self.func(*args, **kwargs)
 
     async def _arun(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        counters.slots()[EXECUTIONS] += 1
+        counters.slots(self.root)[EXECUTIONS] += 1
         return await self.func(*args, **kwargs)
 
     def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -290,7 +292,7 @@ class Memoized:
         started = time.perf_counter()
         value = await self._arun(args, kwargs)
         if cache.enabled:
-            await sync_to_async(self.save, thread_sensitive=False)(
+            await sync_to_async(self.save)(
                 cache, self.key(*args, **kwargs), value, time.perf_counter() - started
             )
         return value
@@ -300,8 +302,8 @@ class Memoized:
         return self.store().delete(self.key(*args, **kwargs))
 
 
-def _count_wait_timeout() -> None:
-    counters.slots()[WAIT_TIMEOUTS] += 1
+def _count(root: str, counter: int) -> None:
+    counters.slots(root)[counter] += 1
 
 
 def _check_number(
@@ -340,22 +342,27 @@ class _Source:
 
 
 class _AsyncSource:
-    """The async twin of _Source: backend calls run in a worker thread, as Django's own do."""
+    """The async twin of _Source: backend calls run in a worker thread, as Django's own do.
+
+    Thread-sensitive, as Django's own async cache methods: `caches[alias]` is
+    shared by every thread serving one async context, and memcached clients
+    are not thread safe, so backend calls must not run in several threads.
+    """
 
     def __init__(self, memo: Memoized) -> None:
         self.sync = _Source(memo)
 
     async def load(self, key: str) -> Entry | None:
-        return await sync_to_async(self.sync.load, thread_sensitive=False)(key)
+        return await sync_to_async(self.sync.load)(key)
 
     async def save(self, key: str, value: Any, cost: float) -> None:
-        await sync_to_async(self.sync.save, thread_sensitive=False)(key, value, cost)
+        await sync_to_async(self.sync.save)(key, value, cost)
 
     async def acquire(self, key: str, token: str) -> bool | None:
-        return await sync_to_async(self.sync.acquire, thread_sensitive=False)(key, token)
+        return await sync_to_async(self.sync.acquire)(key, token)
 
     async def release(self, key: str, token: str) -> None:
-        await sync_to_async(self.sync.release, thread_sensitive=False)(key, token)
+        await sync_to_async(self.sync.release)(key, token)
 
 
 class MemoizedFunction:

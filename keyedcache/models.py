@@ -61,7 +61,9 @@ class CachedObjectMixin:
         return is_cached(self.cache_key(*args, **kwargs))
 
 
-def _find(cls: type[M], groupkey: Any, value: Any, lookup: dict[str, Any], raises: bool) -> M | None:
+def _find(
+    cls: type[M], groupkey: Any, value: Any, lookup: dict[str, Any], raises: bool
+) -> M | None:
     try:
         found: M = cache_get(groupkey, value)
         return found
@@ -143,3 +145,21 @@ def _drop_after_delete(sender: Any, instance: Any, using: str = "default", **kwa
 
 post_save.connect(_refresh_after_save, dispatch_uid="keyedcache.models.refresh_after_save")
 post_delete.connect(_drop_after_delete, dispatch_uid="keyedcache.models.drop_after_delete")
+
+
+class CacheDashboard(models.Model):
+    """No table: carries the dashboard's permission and its entry on the admin index.
+
+    A staff user may look at the dashboard at /cache/; deleting keys there also
+    needs `keyedcache.delete_cache_keys` (a superuser has it). See docs/dashboard.md.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("delete_cache_keys", "Can delete cache keys in the cache dashboard")]
+        verbose_name = "cache dashboard"
+        verbose_name_plural = "cache dashboard"
+
+    def __str__(self) -> str:
+        return "cache dashboard"

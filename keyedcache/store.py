@@ -8,7 +8,7 @@ import math
 import pickle
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -19,12 +19,12 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.signals import setting_changed
 
 from keyedcache.backends import MISSING, Adapter, build_adapter
-from keyedcache.entry import ENTRY_FORMAT, Entry, is_packed, make_entry, unpack
+from keyedcache.entry import ENTRY_FORMAT, Entry, backend_timeout, is_packed, make_entry, unpack
 from keyedcache.exceptions import CacheNotRespondingError, NotCachedError, UncacheableValueError
 from keyedcache.keys import cache_key, key_from, pattern_scan_prefix
 from keyedcache.local import ABSENT, current_scope
 from keyedcache.lock import DEFAULT_LOCK_TIMEOUT, CacheLock
-from keyedcache.stats import CALLS, HITS, LOCAL_HITS, MISSES, counters
+from keyedcache.stats import DELETES, ERRORS, HITS, LOCAL_HITS, MISSES, SETS, counters
 
 log = logging.getLogger("keyedcache")
 
@@ -68,7 +68,7 @@ class KeyedCache:
     # -- failures ---------------------------------------------------------
 
     def _failed(self, operation: str, key: str, exc: BaseException) -> None:
-        counters.add("errors")
+        counters.slots(key)[ERRORS] += 1
         now = time.monotonic()
         if now - self._last_warning >= self.warn_every:
             self._last_warning = now
@@ -94,8 +94,7 @@ class KeyedCache:
         first-level scope, a key is read from the backend once per scope.
         """
         if self.backend_enabled and _enabled[0]:
-            counts = counters.slots()
-            counts[CALLS] += 1
+            counts = counters.slots(key)
             scope = current_scope()
             if scope is None:
                 value = self._read(key)
@@ -141,8 +140,7 @@ class KeyedCache:
         """
         if not (self.backend_enabled and _enabled[0]):
             return ABSENT, None
-        counts = counters.slots()
-        counts[CALLS] += 1
+        counts = counters.slots(key)
         scope = current_scope()
         if scope is not None:
             table = scope.tables.get(self.scope_id)
@@ -196,9 +194,9 @@ class KeyedCache:
         if not self.enabled:
             return
         packed = entry.pack()
-        counters.add("sets")
+        counters.slots(key)[SETS] += 1
         try:
-            self.adapter.set(key, packed, timeout)
+            self.adapter.set(key, packed, backend_timeout(timeout))
         except Exception as exc:
             self._raise_if_unpicklable(key, packed)
             self._failed("set", key, exc)
@@ -213,7 +211,7 @@ class KeyedCache:
             return False
         packed = entry.pack()
         try:
-            return self.adapter.add(key, packed, timeout)
+            return self.adapter.add(key, packed, backend_timeout(timeout))
         except Exception as exc:
             self._raise_if_unpicklable(key, packed)
             self._failed("add", key, exc)
@@ -236,7 +234,7 @@ class KeyedCache:
         """
         if not self.enabled:
             return []
-        counters.add("deletes")
+        counters.slots(key)[DELETES] += 1
         scope = current_scope()
         if scope is not None:
             if children:
@@ -255,7 +253,7 @@ class KeyedCache:
         """Delete every keyedcache entry in this alias, and nothing else stored there."""
         if not self.enabled:
             return []
-        counters.add("deletes")
+        counters.slots(None)[DELETES] += 1
         scope = current_scope()
         if scope is not None:
             scope.forget_all(self.scope_id)
@@ -289,19 +287,38 @@ class KeyedCache:
         """The sorted list of logical keys matching glob `pattern`."""
         return sorted(self.iter_keys(pattern))
 
-    def delete_pattern(self, pattern: str) -> int:
-        """Delete every entry whose key matches glob `pattern`; return how many."""
+    #: Keys deleted per backend call by `delete_pattern`.
+    delete_batch = 500
+
+    def delete_pattern(
+        self, pattern: str, *, progress: Callable[[int, int], object] | None = None
+    ) -> int:
+        """Delete every entry whose key matches glob `pattern`; return how many.
+
+        The matching keys are listed first, then deleted in batches (one
+        backend call per batch where the backend allows); `progress(done,
+        total)` is called after each batch.
+        """
         doomed = list(self.iter_keys(pattern))
         scope = current_scope()
         deleted = 0
-        for key in doomed:
+        for start in range(0, len(doomed), self.delete_batch):
+            batch = doomed[start : start + self.delete_batch]
             if scope is not None:
-                scope.remember(self.scope_id, key, ABSENT)
+                for key in batch:
+                    scope.remember(self.scope_id, key, ABSENT)
             try:
-                deleted += bool(self.adapter.delete(key))
+                count = self.adapter.delete_many(batch)
             except Exception as exc:
-                self._failed("delete", key, exc)
-        counters.add("deletes", deleted)
+                self._failed("delete", batch[0], exc)
+                count = 0
+            deleted += count
+            # A batch delete tells how many, not which: keys that vanished
+            # between listing and delete are rare, so count the first ones.
+            for key in batch[:count]:
+                counters.slots(key)[DELETES] += 1
+            if progress is not None:
+                progress(start + len(batch), len(doomed))
         return deleted
 
     def pttl(self, key: str) -> int | None:
@@ -338,6 +355,10 @@ class KeyedCache:
             done = self.adapter.native_expire(key, timeout)
             if done is NotImplemented:
                 done = self._rewrite_expiry(key, timeout)
+            elif done and (timeout is None or timeout > 0):
+                # The envelope of an entry stored with a fractional length
+                # holds its exact expiry as its freshness: move that too.
+                self._rewrite_expiry(key, timeout, pinned_only=True)
         except Exception as exc:
             self._failed("expire", key, exc)
             return False
@@ -346,21 +367,30 @@ class KeyedCache:
             scope.remember(self.scope_id, key, ABSENT)
         return bool(done)
 
-    def _rewrite_expiry(self, key: str, timeout: float | None) -> bool:
+    def _rewrite_expiry(
+        self, key: str, timeout: float | None, *, pinned_only: bool = False
+    ) -> bool:
         # Backends that cannot change an expiry in place: read, then store the
         # entry again with the new one (not atomic with concurrent writers).
         entry = unpack(self.adapter.get(key))
         if entry is None:
             return False
+        # Freshness equal to the expiry only records an exact (fractional)
+        # expiry, and follows it; a stale window's end of freshness does not.
+        pinned = entry.fresh_until is not None and entry.fresh_until == entry.stale_until
+        if pinned_only and not pinned:
+            return True
         if timeout is not None and timeout <= 0:
             self.adapter.delete(key)
             return True
         drop_at = None if timeout is None else time.time() + timeout
         fresh_until = entry.fresh_until
-        if fresh_until is not None and drop_at is not None:
+        if pinned:
+            fresh_until = drop_at
+        elif fresh_until is not None and drop_at is not None:
             fresh_until = min(fresh_until, drop_at)
         updated = entry._replace(fresh_until=fresh_until, stale_until=drop_at)
-        self.adapter.set(key, updated.pack(), timeout)
+        self.adapter.set(key, updated.pack(), backend_timeout(timeout))
         return True
 
     def expire_at(self, key: str, when: datetime.datetime) -> bool:
@@ -390,8 +420,7 @@ class KeyedCache:
         wanted = list(dict.fromkeys(key_list))
         if not self.enabled or not wanted:
             return {}
-        counts = counters.slots()
-        counts[CALLS] += len(wanted)
+        slots = counters.slots
         found: dict[str, Any] = {}
         scope = current_scope()
         table = scope.tables.get(self.scope_id) if scope is not None else None
@@ -400,7 +429,7 @@ class KeyedCache:
                 value = table.get(key, _UNSEEN)
                 if value is not _UNSEEN and value is not ABSENT:
                     found[key] = value
-            counts[LOCAL_HITS] += len(found)
+                    slots(key)[LOCAL_HITS] += 1
         remaining = [key for key in wanted if key not in found]
         if remaining:
             try:
@@ -414,9 +443,9 @@ class KeyedCache:
                 fresh = is_packed(raw) and (raw[2] is None or raw[2] > now)
                 if fresh:
                     found[key] = raw[1]
-                    counts[HITS] += 1
+                    slots(key)[HITS] += 1
                 else:
-                    counts[MISSES] += 1
+                    slots(key)[MISSES] += 1
                 if scope is not None:
                     scope.remember(self.scope_id, key, raw[1] if fresh else ABSENT)
         return found
@@ -433,9 +462,10 @@ class KeyedCache:
         # Check every value before writing any: a backend may write them one by one.
         for key, packed in packed_by_key.items():
             self._raise_if_unpicklable(key, packed)
-        counters.add("sets", len(packed_by_key))
+        for key in packed_by_key:
+            counters.slots(key)[SETS] += 1
         try:
-            self.adapter.set_many(packed_by_key, timeout)
+            self.adapter.set_many(packed_by_key, backend_timeout(timeout))
         except Exception as exc:
             self._failed("set many", next(iter(packed_by_key)), exc)
         scope = current_scope()

@@ -127,6 +127,14 @@ class Adapter:
         """Delete `key` alone; say whether it was there."""
         return bool(self.cache.delete(self.storage_key(key)))
 
+    def delete_many(self, key_list: list[str]) -> int:
+        """Delete the given keys; return how many of them were stored.
+
+        One call per key here; adapters whose backend deletes a batch in one
+        round trip and reports the count (Redis UNLINK, one SQL DELETE) do so.
+        """
+        return sum(1 for key in key_list if self.delete(key))
+
     def delete_subtree(self, key: str) -> list[str] | None:
         """Delete `key` and every key below it; return the deleted keys, or None if unknown."""
         raise NotImplementedError

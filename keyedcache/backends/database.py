@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import pickle
 from collections.abc import Iterator
+from datetime import timedelta
 
-from django.db import connections, router
+from django.db import IntegrityError, connections, router, transaction
 from django.utils.timezone import now as tz_now
 
 from keyedcache.backends.base import EnumeratingAdapter
@@ -52,10 +55,81 @@ class DatabaseAdapter(EnumeratingAdapter):
         ]
         start = len(made_prefix)
         wanted = made_prefix + stored_prefix
-        with connection.cursor() as cursor:
+        # A server-side cursor where the database has one (PostgreSQL), as
+        # QuerySet.iterator() uses: rows arrive fetch_size at a time instead of
+        # the whole result landing in the client at execute().
+        chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+        with connection.chunked_cursor() if chunked else connection.cursor() as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(self.fetch_size):
                 for (made,) in rows:
                     # LIKE ignores case on SQLite and MySQL's usual collations.
                     if made.startswith(wanted):
                         yield made[start:]
+
+    def delete_many(self, key_list: list[str]) -> int:
+        # One DELETE per 500 keys (under every database's limit on parameters),
+        # counting the rows it removed; DatabaseCache.delete_many tells no count.
+        made_prefix = self.made_prefix
+        if made_prefix is None:
+            return super().delete_many(key_list)
+        cache = self.cache
+        connection = connections[router.db_for_write(cache.cache_model_class)]  # type: ignore[attr-defined]
+        quote = connection.ops.quote_name
+        table = quote(cache._table)  # type: ignore[attr-defined]
+        made = [made_prefix + self.storage_key(key) for key in key_list]
+        deleted = 0
+        with connection.cursor() as cursor:
+            for start in range(0, len(made), 500):
+                batch = made[start : start + 500]
+                marks = ", ".join(["%s"] * len(batch))
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE {quote('cache_key')} IN ({marks})", batch
+                )
+                deleted += max(cursor.rowcount, 0)
+        return deleted
+
+    # -- locks ------------------------------------------------------------------
+
+    def lock_acquire(self, key: str, token: str, timeout: float) -> bool:
+        """Take the lock: one INSERT decides, on the primary key, among racing callers.
+
+        Django's `add` reads the row and then either inserts or, over an
+        expired row, UPDATEs it: two callers taking over the same expired lock
+        (its holder died) can both succeed, as PostgreSQL re-runs the second
+        UPDATE once the first commits. Here an expired lock row is deleted and
+        ours inserted in one transaction, so exactly one caller's INSERT wins.
+        A live lock is seen with a plain read first (not `cache.get`, which
+        deletes a row it read as expired even if it was replaced meanwhile):
+        waiters that poll queue no write transactions while it is held, which
+        SQLite would serialise ahead of the holder's own writes.
+        """
+        cache = self.cache
+        db = router.db_for_write(cache.cache_model_class)  # type: ignore[attr-defined]
+        connection = connections[db]
+        quote = connection.ops.quote_name
+        table = quote(cache._table)  # type: ignore[attr-defined]
+        made = cache.make_key(self.lock_key(key))
+        # The same clock as DatabaseCache, which reads these rows too (`expires < now`
+        # is expired), and its whole-second expiry times.
+        now = tz_now()
+        adapt = connection.ops.adapt_datetimefield_value
+        where = f"{quote('cache_key')} = %s AND {quote('expires')}"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {table} WHERE {where} >= %s", [made, adapt(now)])
+            if cursor.fetchone() is not None:
+                return False
+        expires = (now + timedelta(seconds=self.lock_ttl(timeout))).replace(microsecond=0)
+        pickled = pickle.dumps(token, cache.pickle_protocol)  # type: ignore[attr-defined]
+        value = base64.b64encode(pickled).decode("latin1")
+        try:
+            with transaction.atomic(using=db), connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {table} WHERE {where} < %s", [made, adapt(now)])
+                cursor.execute(
+                    f"INSERT INTO {table} ({quote('cache_key')}, {quote('value')}, "
+                    f"{quote('expires')}) VALUES (%s, %s, %s)",
+                    [made, value, adapt(expires)],
+                )
+        except IntegrityError:
+            return False  # another caller's INSERT won
+        return True

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import socket
+import tempfile
 import time
 import urllib.parse
 import zlib
@@ -139,6 +141,12 @@ class GenerationalAdapter(Adapter):
         self.cache.delete(self.storage_key(key))
         return existed
 
+    def delete_many(self, key_list: list[str]) -> int:
+        # Two round trips for the whole batch: which are valid, then delete all.
+        present = self.get_many(key_list)
+        self.cache.delete_many([self.storage_key(key) for key in key_list])
+        return len(present)
+
     def delete_subtree(self, key: str) -> list[str] | None:
         existed = self.delete(key)
         self.cache.set(self.prefix_gen_key(key), new_token(), None)
@@ -178,29 +186,52 @@ class MemcachedAdapter(GenerationalAdapter):
         servers = getattr(self.cache, "_servers", [])
         return [servers] if isinstance(servers, str) else list(servers)
 
+    #: Bytes of matching keys a listing keeps in memory before spooling them to disk.
+    spool_in_memory = 1 << 20
+
     def raw_keys(self, stored_prefix: str) -> Iterator[str]:
         made_prefix = self.made_prefix
         if made_prefix is None:
             yield from super().raw_keys(stored_prefix)
             return
         wanted = made_prefix + stored_prefix
-        digested: list[str] = []
-        for server in self._servers():
-            for made in self._metadump(server, wanted):
-                stored = made[len(made_prefix) :]
+        # Each server's dump is read to its end before any other request:
+        # while a crawl waits for its client to read on, memcached can hold
+        # locks that a get on another connection needs, and that get (say, the
+        # caller checking the keys listed so far) would never return. The
+        # matching keys wait in a spool, on disk beyond `spool_in_memory`.
+        with tempfile.SpooledTemporaryFile(max_size=self.spool_in_memory) as spool:
+            for server in self._servers():
+                for made in self._metadump(server, wanted):
+                    spool.write(made[len(made_prefix) :].encode() + b"\n")
+            spool.seek(0)
+            digested: list[str] = []
+            for line in spool:
+                stored = line[:-1].decode()
                 name = self.logical_key(stored)
                 if name is not None:
                     yield name
-                else:
-                    digested.append(stored)
-        # Digested storage keys: the logical key is in the envelope.
-        for start in range(0, len(digested), 500):
-            found = self.cache.get_many(digested[start : start + 500])
-            for raw in found.values():
-                if type(raw) is tuple and len(raw) == 2:
-                    entry = entry_of(raw[1])
-                    if entry is not None and entry.key is not None:
-                        yield entry.key
+                    continue
+                digested.append(stored)
+                if len(digested) >= 500:
+                    yield from self._names_in_entries(digested)
+                    digested = []
+            yield from self._names_in_entries(digested)
+
+    def _names_in_entries(self, stored_keys: list[str]) -> Iterator[str]:
+        """Logical keys of digested storage keys, read from their envelopes."""
+        if not stored_keys:
+            return
+        for raw in self.cache.get_many(stored_keys).values():
+            if type(raw) is tuple and len(raw) == 2:
+                entry = entry_of(raw[1])
+                if entry is not None and entry.key is not None:
+                    yield entry.key
+
+    #: Crawl commands, best first: `metadump hash` walks the hash table and sees
+    #: every item once; the LRU walk of `metadump all` (servers without hash
+    #: mode) can miss items the LRU maintainer moves between LRUs meanwhile.
+    metadump_commands = (b"lru_crawler metadump hash", b"lru_crawler metadump all")
 
     def _metadump(self, server: str, wanted: str) -> Iterator[str]:
         """Stream the live keys starting with `wanted` from one server's LRU crawler."""
@@ -213,25 +244,58 @@ class MemcachedAdapter(GenerationalAdapter):
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.socket_timeout)
             sock.connect(address)
-            sock.sendall(b"lru_crawler metadump all\r\n")
-            pending = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
+            lines = _lines(sock)
+            first = self._start_crawl(sock, lines)
+            for line in itertools.chain([first], lines):
+                if line == b"END":
                     return
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    line = line.rstrip(b"\r")
-                    if line in (b"END", b"") or line.startswith(b"ERROR"):
-                        if line != b"":
-                            return
-                        continue
-                    fields = dict(part.split(b"=", 1) for part in line.split() if b"=" in part)
-                    made = urllib.parse.unquote(fields.get(b"key", b"").decode())
-                    expires = int(fields.get(b"exp", b"-1"))
-                    if made.startswith(wanted) and (expires == -1 or expires > now):
-                        yield made
+                fields = dict(part.split(b"=", 1) for part in line.split() if b"=" in part)
+                if b"key" not in fields:
+                    raise ConnectionError(f"memcached {server}: unexpected metadump line {line!r}")
+                made = urllib.parse.unquote(fields[b"key"].decode())
+                expires = int(fields.get(b"exp", b"-1"))
+                if made.startswith(wanted) and (expires == -1 or expires > now):
+                    yield made
+            raise ConnectionError(f"memcached {server} closed the connection during metadump")
+
+    def _start_crawl(self, sock: socket.socket, lines: Iterator[bytes]) -> bytes:
+        """Start a metadump on `sock`; return its first line (a key line or END).
+
+        One crawl runs at a time on a server (another listing, or memcached's
+        own background crawl): BUSY means ask again shortly, within the
+        socket timeout.
+        """
+        commands = list(self.metadump_commands)
+        deadline = time.monotonic() + self.socket_timeout
+        pause = 0.005
+        while True:
+            sock.sendall(commands[0] + b"\r\n")
+            first = next(lines, b"")
+            if first.startswith(b"BUSY"):
+                if time.monotonic() + pause > deadline:
+                    raise ConnectionError("memcached's LRU crawler stayed busy")
+                time.sleep(pause)  # another crawl is running: bounded backoff polling
+                pause = min(pause * 2, 0.2)
+                continue
+            if first.startswith(b"BADCLASS") and len(commands) > 1:
+                commands.pop(0)  # no hash mode on this server: the LRU walk
+                continue
+            if first == b"END" or first.startswith(b"key="):
+                return first
+            raise ConnectionError(f"memcached refused the metadump: {first!r}")
+
+
+def _lines(sock: socket.socket) -> Iterator[bytes]:
+    """The lines a socket receives, without their line ends, until it closes."""
+    pending = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r")
 
 
 class FileBasedAdapter(GenerationalAdapter):
@@ -259,5 +323,8 @@ class FileBasedAdapter(GenerationalAdapter):
                 entry is not None
                 and entry.key is not None
                 and keys.safe_path(entry.key).startswith(prefix)
+                # The file of this key in this namespace, not another
+                # namespace's entry for the same logical key.
+                and cache._key_to_file(self.storage_key(entry.key)) == path
             ):
                 yield entry.key

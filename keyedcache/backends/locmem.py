@@ -6,7 +6,7 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.cache.backends.locmem import LocMemCache
@@ -45,6 +45,27 @@ class LocMemAdapter(EnumeratingAdapter):
             pickled = self._data[made]
             self._data.move_to_end(made, last=False)
         return pickle.loads(pickled)
+
+    def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
+        if self.made_prefix is None:
+            return super().get_many(key_list)
+        # The steps of get for every key under one hold of the lock (Django's
+        # get_many would make, validate and lock each key on its own).
+        prefix = self.made_prefix
+        found: dict[str, bytes] = {}
+        now = time.time()
+        with self._lock:
+            for key in key_list:
+                made = prefix + self.storage_key(key)
+                expires = self._expiry.get(made, -1)
+                if expires is not None and expires <= now:
+                    if expires != -1:
+                        self._data.pop(made, None)
+                        self._expiry.pop(made, None)
+                    continue
+                found[key] = self._data[made]
+                self._data.move_to_end(made, last=False)
+        return {key: pickle.loads(pickled) for key, pickled in found.items()}
 
     def scan(self, stored_prefix: str) -> Iterator[str]:
         prefix = self.made_prefix

@@ -1,0 +1,380 @@
+"""manage.py keyedcache: look at and delete keyedcache entries from the command line.
+
+    manage.py keyedcache stats                  figures of every worker process
+    manage.py keyedcache keys [PATTERN]         keys matching a glob (default '*'), sorted
+    manage.py keyedcache get KEY                the value cached under KEY
+    manage.py keyedcache ttl KEY                seconds until KEY expires
+    manage.py keyedcache delete KEY [--children]
+    manage.py keyedcache delete-pattern PATTERN
+    manage.py keyedcache clear [--yes]          every keyedcache entry (asks first)
+
+Every subcommand takes --alias (default: KEYEDCACHE_ALIAS) and --json. KEY is a
+logical key as text, e.g. `product::1`. Exit status: 0 done, 1 not found (get,
+ttl) or the backend cannot do it, 2 bad arguments (nothing is deleted).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import pprint
+import sys
+import types
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test.utils import override_settings
+
+import keyedcache
+from keyedcache.store import DEFAULT_NAMESPACE, KeyedCache, default_cache
+
+#: Exit status for "not found" / "cannot", and for bad arguments.
+FAILED, USAGE = 1, 2
+_MISSING: Any = object()
+
+
+def jsonable(value: Any) -> Any:
+    """A stand-in JSON can encode for `value` (dates as ISO text, anything else as repr)."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v) for v in value), key=repr)
+    return repr(value)
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, default=jsonable, ensure_ascii=False)
+
+
+class Progress:
+    """A one-line progress bar on stderr; silent when stderr is not a terminal."""
+
+    width = 30
+
+    def __init__(self, stream: Any, label: str, enabled: bool) -> None:
+        self.stream = stream
+        self.label = label
+        self.enabled = enabled
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        filled = self.width * done // total
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}", ending="")
+        self.stream.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("")  # end the bar's line
+
+
+class Command(BaseCommand):
+    help = (
+        "Look at and delete keyedcache entries: stats, keys [PATTERN], get KEY, ttl KEY, "
+        "delete KEY [--children], delete-pattern PATTERN, clear [--yes]. Each takes "
+        "--alias and --json. Exit status 1 when a key is not cached, 2 for bad arguments."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        common = CommandParser(add_help=False)
+        common.add_argument(
+            "--alias",
+            help="the cache alias (default: the KEYEDCACHE_ALIAS setting, else 'default')",
+        )
+        common.add_argument(
+            "--json", action="store_true", help="print JSON for scripts instead of text"
+        )
+        actions = parser.add_subparsers(
+            dest="action", metavar="SUBCOMMAND", title="subcommands", required=True
+        )
+        actions.add_parser(
+            "stats",
+            parents=[common],
+            help="cache figures of every worker process",
+            description="Calls, hits, misses, sets, deletes and errors, summed over processes.",
+        )
+        keys = actions.add_parser(
+            "keys",
+            parents=[common],
+            help="list keys matching a glob",
+            description="List the keys of keyedcache entries matching a glob, sorted.",
+        )
+        keys.add_argument(
+            "pattern", nargs="?", default="*", help="glob: *, ?, [...] (default: '*')"
+        )
+        get = actions.add_parser("get", parents=[common], help="print the value cached under KEY")
+        get.add_argument("key", help="a logical key, e.g. product::1")
+        ttl = actions.add_parser(
+            "ttl", parents=[common], help="print the seconds until KEY expires"
+        )
+        ttl.add_argument("key", help="a logical key, e.g. product::1")
+        delete = actions.add_parser("delete", parents=[common], help="delete KEY")
+        delete.add_argument("key", help="a logical key, e.g. product::1")
+        delete.add_argument(
+            "--children",
+            action="store_true",
+            help="also delete every key below KEY (product::1 takes product::1::x)",
+        )
+        pattern = actions.add_parser(
+            "delete-pattern", parents=[common], help="delete the keys matching a glob"
+        )
+        pattern.add_argument("pattern", help="glob: *, ?, [...]")
+        clear = actions.add_parser(
+            "clear",
+            parents=[common],
+            help="delete every keyedcache entry (other data in the cache stays)",
+        )
+        clear.add_argument(
+            "--yes",
+            "-y",
+            "--no-input",
+            "--noinput",
+            dest="yes",
+            action="store_true",
+            help="do not ask for confirmation",
+        )
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action: str = options["action"]
+        self.as_json: bool = options["json"]
+        self.verbosity: int = options["verbosity"]
+        configured = getattr(settings, "KEYEDCACHE_ALIAS", "default")
+        self.alias: str = options.get("alias") or configured
+        if self.alias not in settings.CACHES:
+            known = ", ".join(repr(a) for a in settings.CACHES) or "none"
+            raise CommandError(
+                f"unknown cache alias {self.alias!r} (CACHES has {known})", returncode=USAGE
+            )
+        for name in ("key", "pattern"):
+            if name in options and not options[name]:
+                raise CommandError(f"{action}: {name.upper()} must not be empty", returncode=USAGE)
+        if action == "stats":
+            self.do_stats(configured)
+            return
+        self.store = (
+            default_cache()
+            if self.alias == configured
+            else KeyedCache(
+                self.alias,
+                namespace=getattr(settings, "KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE),
+            )
+        )
+        if action == "clear":
+            self.confirm_clear(options["yes"])
+        if not self.store.enabled:
+            raise CommandError(
+                f"cache alias {self.alias!r} does not cache (dummy backend or TIMEOUT 0)",
+                returncode=FAILED,
+            )
+        handler: Callable[..., None] = getattr(self, "do_" + action.replace("-", "_"))
+        try:
+            handler(**options)
+        except NotImplementedError as exc:  # a backend that cannot list keys
+            raise CommandError(str(exc), returncode=FAILED) from exc
+
+    def emit(self, data: Any, text: str | None) -> None:
+        """Print `data` as JSON with --json, else `text` (if any, and not -v 0)."""
+        if self.as_json:
+            self.stdout.write(dump_json(data))
+        elif text is not None and self.verbosity:
+            self.stdout.write(text)
+
+    def progress(self, label: str) -> Progress:
+        return Progress(self.stderr, label, self.verbosity > 0 and self.stderr.isatty())
+
+    # -- subcommands ------------------------------------------------------------------
+
+    def do_stats(self, configured: str) -> None:
+        """Print keyedcache.stats() (or, where it does not exist, this process's counters)."""
+        report = getattr(keyedcache, "stats", None)
+        if callable(report) and not isinstance(report, types.ModuleType):
+            if self.alias != configured:
+                with override_settings(KEYEDCACHE_ALIAS=self.alias):
+                    data = report()
+            else:
+                data = report()
+        else:
+            from keyedcache.stats import counters
+
+            data = {"process": {"counters": counters.snapshot()}, "cluster": False}
+        if self.as_json:
+            self.stdout.write(dump_json(data))
+            return
+        self.stdout.write(render_stats(data, self.alias))
+
+    def do_keys(self, pattern: str, **options: Any) -> None:
+        keys = self.store.keys(pattern)
+        if self.as_json:
+            self.stdout.write(dump_json(keys))
+            return
+        for key in keys:
+            self.stdout.write(key)
+        if self.verbosity > 1:
+            self.stderr.write(f"{len(keys)} key(s) matching {pattern!r}")
+
+    def do_get(self, key: str, **options: Any) -> None:
+        value = self.store.get(key, _MISSING)
+        if value is _MISSING:
+            self.not_cached(key)
+        data = {
+            "key": key,
+            "found": True,
+            "value": value,
+            "type": f"{type(value).__module__}.{type(value).__qualname__}",
+        }
+        if self.as_json:
+            self.stdout.write(dump_json(data))
+        else:
+            self.stdout.write(value if isinstance(value, str) else pprint.pformat(value))
+
+    def do_ttl(self, key: str, **options: Any) -> None:
+        millis = self.store.pttl(key)
+        if millis == 0:
+            self.not_cached(key)
+        seconds = None if millis is None else -(-millis // 1000)
+        text = "never expires" if seconds is None else f"{seconds} s"
+        self.emit({"key": key, "found": True, "ttl": seconds, "pttl": millis}, text)
+
+    def do_delete(self, key: str, children: bool, **options: Any) -> None:
+        deleted = self.store.delete(key, children=children)
+        # Generation-token backends drop a subtree without listing it.
+        exact = not children or self.store.adapter.enumerates
+        if not deleted:
+            text = f"nothing was cached under {key!r}"
+            if children and not exact:
+                text = f"deleted everything below {key!r} ({key!r} itself was not cached)"
+        elif not children:
+            text = f"deleted {key!r}"
+        elif exact:
+            text = f"deleted {len(deleted)} key(s): {key!r} and below"
+        else:
+            text = f"deleted {key!r} and everything below it"
+        data = {
+            "key": key,
+            "children": children,
+            "deleted": deleted,
+            "count": len(deleted),
+            "exact": exact,
+        }
+        self.emit(data, text)
+        if self.verbosity > 1 and not self.as_json:
+            for name in deleted:
+                self.stdout.write(f"  {name}")
+
+    def do_delete_pattern(self, pattern: str, **options: Any) -> None:
+        bar = self.progress("deleting")
+        try:
+            count = self.store.delete_pattern(pattern, progress=bar)
+        finally:
+            bar.finish()
+        self.emit(
+            {"pattern": pattern, "deleted": count},
+            f"deleted {count} key(s) matching {pattern!r}",
+        )
+
+    def confirm_clear(self, yes: bool) -> None:
+        """Ask on a terminal; without one, refuse unless --yes (exit status 2)."""
+        if yes:
+            return
+        if not _stdin_is_a_terminal():
+            raise CommandError(
+                f"clear deletes every keyedcache entry of cache alias {self.alias!r}; "
+                "there is no terminal to confirm it on: pass --yes. Nothing was deleted.",
+                returncode=USAGE,
+            )
+        answer = input(
+            f"Delete every keyedcache entry of cache alias {self.alias!r} "
+            f"({self.store.adapter.name})? Other data in that cache stays. [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CommandError("clear cancelled; nothing was deleted", returncode=FAILED)
+
+    def do_clear(self, **options: Any) -> None:
+        count: int | None = None
+        if self.store.adapter.enumerates:
+            # Listed and deleted in batches (a progress bar); delete_all then
+            # takes whatever the listing could not name.
+            bar = self.progress("clearing")
+            try:
+                count = self.store.delete_pattern("*", progress=bar)
+            finally:
+                bar.finish()
+            count += len(self.store.delete_all())
+        else:
+            # Generation tokens: one write drops every entry, nothing to count.
+            self.store.delete_all()
+        text = (
+            f"deleted every keyedcache entry of cache alias {self.alias!r}"
+            if count is None
+            else f"deleted {count} key(s) from cache alias {self.alias!r}"
+        )
+        self.emit({"alias": self.alias, "cleared": True, "deleted": count}, text)
+
+    def not_cached(self, key: str) -> None:
+        if self.as_json:
+            self.stdout.write(dump_json({"key": key, "found": False}))
+        raise CommandError(
+            f"{key!r} is not cached in cache alias {self.alias!r}", returncode=FAILED
+        )
+
+
+def _stdin_is_a_terminal() -> bool:
+    try:
+        return bool(sys.stdin and sys.stdin.isatty())
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+def render_stats(data: dict[str, Any], alias: str) -> str:
+    """Readable text for a stats() report (or the per-process counters)."""
+    process = data.get("process") or {}
+    mine = process.get("counters") or {}
+    totals = data.get("totals")
+    lines = []
+    if totals is not None:
+        count = data.get("process_count")
+        where = f"{count} process(es)" if count is not None else "all processes"
+        if not data.get("cluster", True):
+            where = "this process only (other processes' records cannot be read)"
+        lines.append(f"keyedcache stats, cache alias {data.get('alias') or alias!r}: {where}")
+        names = list(dict.fromkeys([*totals, *mine]))
+        width = max([len(n) for n in names] + [8])
+        lines.append(f"{'':{width}}  {'all':>12}  {'this process':>12}")
+        for name in names:
+            lines.append(f"{name:{width}}  {totals.get(name, 0):>12,}  {mine.get(name, 0):>12,}")
+        lines.append(
+            f"{'hit rate':{width}}  {_percent(data.get('hit_rate')):>12}  "
+            f"{_percent(process.get('hit_rate')):>12}"
+        )
+        prefixes = data.get("prefixes") or []
+        if prefixes:
+            lines.append("")
+            lines.append("busiest key prefixes:")
+            pwidth = max(len(str(row.get("prefix"))) for row in prefixes[:10])
+            lines.append(f"  {'prefix':{pwidth}}  {'calls':>10}  {'hits':>10}  {'hit rate':>8}")
+            for row in prefixes[:10]:
+                hits = int(row.get("hits", 0)) + int(row.get("local_hits", 0))
+                lines.append(
+                    f"  {row.get('prefix')!s:{pwidth}}  {int(row.get('calls', 0)):>10,}  "
+                    f"{hits:>10,}  {_percent(row.get('hit_rate')):>8}"
+                )
+    else:
+        lines.append(f"keyedcache counters of this process (cache alias {alias!r}):")
+        width = max([len(n) for n in mine] + [8])
+        lines += [f"  {name:{width}}  {value:>12,}" for name, value in mine.items()]
+    return "\n".join(lines)
+
+
+def _percent(rate: Any) -> str:
+    return "-" if rate is None else f"{100 * float(rate):.1f}%"
