@@ -1,4 +1,4 @@
-"""Legacy shim so `python setup.py develop` and old pip still work; metadata lives in pyproject.toml."""
+"""Legacy shim for `python setup.py develop` and old pip; metadata lives in pyproject.toml."""
 
 from setuptools import setup
 

@@ -33,7 +33,8 @@ def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
             Error(
                 f"KEYEDCACHE_ALIAS is {alias!r}, which is not an alias in settings.CACHES "
                 f"(aliases: {', '.join(sorted(settings.CACHES)) or 'none'}).",
-                hint="Set KEYEDCACHE_ALIAS to one of the CACHES aliases, or leave it out for 'default'.",
+                hint="Set KEYEDCACHE_ALIAS to one of the CACHES aliases, "
+                "or leave it out for 'default'.",
                 id="keyedcache.E001",
             )
         )
