@@ -6,6 +6,7 @@ import copy
 import logging
 from typing import Any, TypeVar
 
+from django.apps import apps
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
@@ -147,19 +148,24 @@ post_save.connect(_refresh_after_save, dispatch_uid="keyedcache.models.refresh_a
 post_delete.connect(_drop_after_delete, dispatch_uid="keyedcache.models.drop_after_delete")
 
 
-class CacheDashboard(models.Model):
-    """No table: carries the dashboard's permission and its entry on the admin index.
+# 1.5 code imports this module without "keyedcache" in INSTALLED_APPS; a model
+# class outside an installed app would make that import fail, so the dashboard's
+# permission model exists only where the app is installed.
+if apps.apps_ready and apps.is_installed("keyedcache"):
 
-    A staff user may look at the dashboard at /cache/; deleting keys there also
-    needs `keyedcache.delete_cache_keys` (a superuser has it). See docs/dashboard.md.
-    """
+    class CacheDashboard(models.Model):
+        """No table: carries the dashboard's permission and its entry on the admin index.
 
-    class Meta:
-        managed = False
-        default_permissions = ()
-        permissions = [("delete_cache_keys", "Can delete cache keys in the cache dashboard")]
-        verbose_name = "cache dashboard"
-        verbose_name_plural = "cache dashboard"
+        A staff user may look at the dashboard at /cache/; deleting keys there also
+        needs `keyedcache.delete_cache_keys` (a superuser has it). See docs/dashboard.md.
+        """
 
-    def __str__(self) -> str:
-        return "cache dashboard"
+        class Meta:
+            managed = False
+            default_permissions = ()
+            permissions = [("delete_cache_keys", "Can delete cache keys in the cache dashboard")]
+            verbose_name = "cache dashboard"
+            verbose_name_plural = "cache dashboard"
+
+        def __str__(self) -> str:
+            return "cache dashboard"
