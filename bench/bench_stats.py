@@ -158,18 +158,17 @@ def main() -> None:
 
     store = keyedcache.default_cache()
 
-    def variant(**names: Any) -> KeyedCache:
-        get = recompiled(KeyedCache.get, **names)
-        return type("Variant", (KeyedCache,), {"get": get})(store.alias, namespace=store.namespace)
+    def variant(*, strip: bool = False, **names: Any) -> KeyedCache:
+        get = recompiled(KeyedCache.get, strip=strip, **names)
+        cls: type[KeyedCache] = type("Variant", (KeyedCache,), {"get": get})
+        return cls(store.alias, namespace=store.namespace)
 
     caches = {
         COUNTING: variant(),
         TWIN: variant(),
         OLD: variant(counters=PlainSlots()),
         NOOP: variant(counters=NoopCounters()),
-        NONE: type("Uncounted", (KeyedCache,), {"get": recompiled(KeyedCache.get, strip=True)})(
-            store.alias, namespace=store.namespace
-        ),
+        NONE: variant(strip=True),
     }
     value = {"name": "Widget", "price": "9.99"}
     store.set("product::123", value)

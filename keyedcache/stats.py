@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import secrets
@@ -472,6 +473,8 @@ class _Reporter:
     def auto_flush(self) -> None:
         """Flush requested by the ticker, run by a thread that is counting an operation."""
         self.last_attempt = time.monotonic()
+        if flush_interval() is None:
+            return  # turned off since the request
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -486,9 +489,10 @@ class _Reporter:
         try:
             self.flush(blocking=True)
         finally:
-            from django.db import connections
+            with contextlib.suppress(Exception):
+                from django.db import connections
 
-            connections.close_all()  # this thread's connections only
+                connections.close_all()  # this thread's connections only
 
     def flush(self, *, blocking: bool = True) -> bool:
         """Write this process's record now; say whether it was written."""

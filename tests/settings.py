@@ -56,6 +56,9 @@ else:
 SECRET_KEY = "keyedcache-tests-not-secret"
 DEBUG = False
 USE_TZ = True
+# No background stats ticker in tests: test_stats.py turns it on where it tests
+# it, and child workers stay single-threaded (tests/procs.py checks that).
+KEYEDCACHE_STATS_FLUSH_INTERVAL = None
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.urls"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
+import importlib
 import threading
 import tracemalloc
 from collections import Counter
@@ -110,7 +111,9 @@ def local_urls() -> Iterator[None]:
 def module_state() -> dict[str, int]:
     """Sizes of every module-level container of the modules the scope touches."""
     state: dict[str, int] = {}
-    for module in (keyedcache.local, keyedcache.store, keyedcache.memoize, keyedcache.stats):
+    # keyedcache.stats is the stats() function; the module is in sys.modules.
+    stats_module = importlib.import_module("keyedcache.stats")
+    for module in (keyedcache.local, keyedcache.store, keyedcache.memoize, stats_module):
         for name, obj in vars(module).items():
             if not name.startswith("__") and isinstance(obj, (dict, list, set, collections.deque)):
                 state[f"{module.__name__}.{name}"] = len(obj)

@@ -57,9 +57,13 @@ PREFIX = "statsagg"
 
 @pytest.fixture
 def fresh() -> Iterator[None]:
-    """This process's counters start from zero (other tests only ever compare deltas)."""
-    counters.reset()
-    yield
+    """This process's counters start from zero (other tests only ever compare deltas).
+
+    No automatic flush either: a failed one would count an error of its own.
+    """
+    with override_settings(KEYEDCACHE_STATS_FLUSH_INTERVAL=None):
+        counters.reset()
+        yield
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -175,6 +179,18 @@ def test_memoized_functions_count_under_their_own_prefix(
     assert [price(1), price(1), price(2)] == [2, 2, 4]
     root = f"func::{__name__}.{price.__qualname__}"
     assert counters.by_prefix()[root] == figures(calls=3, hits=1, misses=2, sets=2, executions=2)
+
+
+def test_add_counts_by_name() -> None:
+    mine = ProcessCounters()
+    mine.add("errors", key="product::1")
+    mine.add("executions", 3, key="func::m.f::(1,)")
+    mine.add("wait_timeouts")
+    assert mine.by_prefix() == {
+        "product": figures(errors=1),
+        "func::m.f": figures(executions=3),
+        NO_KEY: figures(wait_timeouts=1),
+    }
 
 
 def test_calls_are_hits_local_hits_and_misses_plus_direct_calls() -> None:
@@ -406,8 +422,9 @@ def test_the_ticker_requests_a_flush_and_the_next_count_writes_it(
         cache_get("auto")  # the key table was emptied: this count serves the request
         assert _flush_due[0] is False
         assert reporter.flushed != before
-    ids = [r["id"] for r in _read_records(stats_cache())]  # type: ignore[arg-type]
-    assert reporter.key.split("::", 1)[1] in ids
+    target = stats_cache()
+    assert target is not None
+    assert reporter.key.split("::", 1)[1] in [r["id"] for r in _read_records(target)]
 
 
 @pytest.mark.backends("locmem")
@@ -466,7 +483,9 @@ def test_an_event_loop_thread_hands_the_flush_to_a_worker_thread(
         counters.request_flush()
         cache_get("in-the-loop", default=None)  # serves the request: not in this thread
 
-    asyncio.run(main())
+    # Automatic flushing is off in the test settings; this test is about it.
+    with override_settings(KEYEDCACHE_STATS_FLUSH_INTERVAL=3600):
+        asyncio.run(main())
     deadline = time.monotonic() + 10
     while not flushes and time.monotonic() < deadline:
         time.sleep(0.01)  # waiting for the flush thread, bounded
@@ -532,6 +551,15 @@ def test_an_outage_during_a_flush_is_counted_and_logged_not_raised(
     assert len(warnings) == 1  # rate-limited
     assert "default" in warnings[0].getMessage()
     assert flush() is True  # back
+
+
+def test_an_alias_that_cannot_cache_has_no_records(backend: BackendConfig) -> None:
+    with override_settings(CACHES={"default": backend.variant(TIMEOUT=0)}):
+        assert stats_cache() is None
+        assert flush() is False
+        result = keyedcache.stats()
+    assert result["cluster"] is False and result["alias"] is None
+    assert result["totals"] == result["process"]["counters"]
 
 
 # -- fork -----------------------------------------------------------------------------
