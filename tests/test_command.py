@@ -111,9 +111,20 @@ def test_get_of_values_json_cannot_hold(backend: BackendConfig) -> None:
     import datetime
     import decimal
 
-    cache_set("odd", value={"when": datetime.date(2024, 5, 1), "price": decimal.Decimal("9.99")})
+    cache_set(
+        "odd",
+        value={
+            "when": datetime.date(2024, 5, 1),
+            "price": decimal.Decimal("9.99"),
+            "tags": {"b", "a"},
+        },
+    )
     cache_set("obj", value=KeyedCacheProbe())
-    assert run_json("get", "odd")["value"] == {"when": "2024-05-01", "price": "9.99"}
+    assert run_json("get", "odd")["value"] == {
+        "when": "2024-05-01",
+        "price": "9.99",
+        "tags": ["a", "b"],
+    }
     assert run_json("get", "obj")["value"] == "<probe>"
 
 
@@ -341,6 +352,31 @@ def test_unknown_alias_exits_2_and_deletes_nothing(backend: BackendConfig) -> No
         assert error.returncode == 2, args
         assert "unknown cache alias 'nope'" in str(error)
     assert cache_keys() == sorted(KEYS)
+
+
+@pytest.mark.backends("locmem")
+def test_a_backend_that_cannot_list_keys_exits_1(backend: BackendConfig) -> None:
+    # A custom KEY_FUNCTION hides the made keys: the generic adapter cannot list.
+    custom = backend.variant(KEY_FUNCTION="tests.test_backends.custom_key_func")
+    with override_settings(CACHES={"default": custom}):
+        write_keys(["listless::1"])
+        error = fails("keys")
+        assert error.returncode == 1
+        assert "cannot list the keys" in str(error)
+        assert run("get", "listless::1")[0] == "v:listless::1\n"  # the rest works
+
+
+@pytest.mark.backends("locmem")
+def test_stats_of_another_alias(backend: BackendConfig) -> None:
+    second = {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": f"{backend.prefix}-stats-second",
+    }
+    with override_settings(CACHES={**backend.caches, "second": second}):
+        data = run_json("stats", "--alias", "second")
+        assert data.get("alias") in ("second", None)
+        out, _ = run("stats", "--alias", "second")
+        assert "calls" in out
 
 
 @pytest.mark.backends("locmem")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import threading
+import time
 from typing import Any
 from unittest import mock
 
@@ -39,8 +40,11 @@ from keyedcache import (
     cache_ttl,
     default_cache,
     iter_keys,
+    request_cache,
 )
 from keyedcache.backends.generational import GenerationalAdapter
+from keyedcache.entry import make_entry
+from keyedcache.stats import counters
 from tests.conftest import BackendConfig
 from tests.procs import BoundWorker
 from tests.test_store import clock_ahead
@@ -509,6 +513,24 @@ def test_expire_and_persist_move_the_exact_expiry_of_fractional_lengths(
         assert cached("pinned", "shorter") is MISS
 
 
+def test_expire_of_an_entry_with_a_stale_window(backend: BackendConfig) -> None:
+    # A memoized entry is fresh for 100 s, then kept 50 s more to be served
+    # stale: a shorter expiry cuts both.
+    store = default_cache()
+    store.set_entry("stale::1", make_entry("v", 100, stale=50, key="stale::1"), 150)
+    assert store.expire("stale::1", 20) is True
+    entry = store.get_entry("stale::1")
+    assert entry is not None and entry.value == "v"
+    ttl = cache_ttl("stale::1")
+    assert ttl is not None and 19 < ttl <= 20
+    if backend.name not in ("locmem", "redis"):  # rewritten: the envelope moved too
+        assert entry.fresh_until is not None and entry.stale_until is not None
+        assert entry.fresh_until <= entry.stale_until <= time.time() + 20
+    assert store.persist("stale::1") is True
+    assert cache_ttl("stale::1") is None
+    assert cache_get("stale::1") == "v"
+
+
 def test_expire_and_persist_keep_children_deletes_working(backend: BackendConfig) -> None:
     cache_set("tree::leaf", value="v", length=100)
     cache_persist("tree::leaf")
@@ -703,6 +725,41 @@ def test_set_many_with_an_unpicklable_value_writes_nothing(
     assert stored_records(["sm::thread"]) == []
     cache_set_many({"sm::good": 1})  # the helper does see what is written
     assert stored_records(["sm::good"]) != []
+
+
+# -- inside a first-level request scope ---------------------------------------------------------
+
+
+def test_operations_keep_a_request_scope_right(backend: BackendConfig) -> None:
+    write(["scoped::1", "scoped::2"])
+    with request_cache():
+        assert cache_get("scoped::1") == "v:scoped::1"  # now remembered by the scope
+        assert cache_get_many(["scoped::1", "scoped::2", "scoped::3"]) == {
+            "scoped::1": "v:scoped::1",
+            "scoped::2": "v:scoped::2",
+        }
+        cache_set_many({"scoped::4": 4})
+        assert cache_get("scoped::4") == 4
+        assert cache_add("scoped::5", value=5) is True
+        assert cache_get("scoped::5") == 5
+        assert cache_expire("scoped::5", length=0) is True
+        assert cached("scoped::5") is MISS
+        assert cache_delete_pattern("scoped::[124]") == 3
+        assert cached("scoped::1") is MISS  # not served from the scope's memory
+        assert cache_get_many(["scoped::1", "scoped::2", "scoped::4"]) == {}
+        cache_set_many({"scoped::6": 6}, length=0)
+        assert cached("scoped::6") is MISS
+    assert cache_keys("scoped::*") == []
+
+
+def test_a_failing_batch_delete_counts_an_error(backend: BackendConfig) -> None:
+    write(["fail::1", "fail::2"])
+    store = default_cache()
+    errors = counters.snapshot()["errors"]
+    with mock.patch.object(store.adapter, "delete_many", side_effect=ConnectionError("down")):
+        assert cache_delete_pattern("fail::*") == 0
+    assert counters.snapshot()["errors"] == errors + 1
+    assert cache_keys() == ["fail::1", "fail::2"]
 
 
 # -- keyedcache off, backend down --------------------------------------------------------------

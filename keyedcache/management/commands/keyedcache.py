@@ -44,7 +44,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
     if isinstance(value, (set, frozenset)):
-        return sorted((jsonable(v) for v in value), key=repr)
+        return sorted(value, key=repr)  # json.dumps calls back for elements it cannot hold
     return repr(value)
 
 
@@ -170,13 +170,13 @@ class Command(BaseCommand):
                 namespace=getattr(settings, "KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE),
             )
         )
-        if action == "clear":
-            self.confirm_clear(options["yes"])
         if not self.store.enabled:
             raise CommandError(
                 f"cache alias {self.alias!r} does not cache (dummy backend or TIMEOUT 0)",
                 returncode=FAILED,
             )
+        if action == "clear":
+            self.confirm_clear(options["yes"])
         handler: Callable[..., None] = getattr(self, "do_" + action.replace("-", "_"))
         try:
             handler(**options)
