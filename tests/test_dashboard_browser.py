@@ -90,6 +90,17 @@ def browser_page(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Ite
             browser.close()
 
 
+def assert_visible(locator: Any) -> None:
+    """Assert `locator` becomes visible, waiting for the page like Playwright's expect does.
+
+    `locator.is_visible()` answers at once, so right after a click that loads
+    a new page it can look before the page is there.
+    """
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible()
+
+
 class Shots:
     """Saves full-page screenshots as test artifacts, named by step."""
 
@@ -225,9 +236,9 @@ def test_staff_browses_opens_a_key_and_deletes_its_subtree(
     log_in(page, base, "editor")
     assert page.url == f"{base}/cache/"
     assert page.locator("h1").inner_text() == "Cache statistics"
-    assert page.get_by_text("Cache Hit Rate").first.is_visible()
+    assert_visible(page.get_by_text("Cache Hit Rate").first)
     chart = page.locator("svg.kc-chart")
-    assert chart.is_visible()
+    assert_visible(chart)
     assert chart.locator("rect.bar").count() >= 50  # the other worker's hour of traffic
     assert "(2 processes)" in page.locator("#kc-counters").text_content()
     assert page.locator("#kc-prefixes svg.kc-bar").count() >= 3
@@ -238,7 +249,7 @@ def test_staff_browses_opens_a_key_and_deletes_its_subtree(
     # The admin index links to the dashboard.
     page.goto(f"{base}/admin/")
     link = page.get_by_role("link", name="Cache dashboard", exact=True)
-    assert link.is_visible()
+    assert_visible(link)
     shots.take(page, "00-admin-index")
     link.click()
     assert page.url == f"{base}/cache/"
@@ -288,14 +299,14 @@ def test_staff_browses_opens_a_key_and_deletes_its_subtree(
     assert page.locator("#kc-key").inner_text() == f"search::{XSS}"
     assert page.locator("pre.kc-value").inner_text() == repr(XSS)
     page.click(".kc-tabs >> text=Delete")
-    assert page.get_by_label("Key to delete:").is_visible()
+    assert_visible(page.get_by_label("Key to delete:"))
     shots.take(page, "07-delete")
     assert page.dialogs == []
 
     # The admin's dark theme: the dashboard uses its colour variables.
     page.emulate_media(color_scheme="dark")
     page.goto(f"{base}/cache/")
-    assert page.locator("svg.kc-chart").is_visible()
+    assert_visible(page.locator("svg.kc-chart"))
     shots.take(page, "10-stats-dark")
 
 
