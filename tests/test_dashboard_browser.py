@@ -101,6 +101,17 @@ def assert_visible(locator: Any) -> None:
     expect(locator).to_be_visible()
 
 
+def assert_count(locator: Any, count: int) -> None:
+    """Assert `locator` matches `count` elements, waiting for the page to get there.
+
+    `locator.count()` answers at once: right after a click it may still count
+    the previous page, or a page that is not rendered yet.
+    """
+    from playwright.sync_api import expect
+
+    expect(locator).to_have_count(count)
+
+
 class Shots:
     """Saves full-page screenshots as test artifacts, named by step."""
 
@@ -239,8 +250,10 @@ def test_staff_browses_opens_a_key_and_deletes_its_subtree(
     assert_visible(page.get_by_text("Cache Hit Rate").first)
     chart = page.locator("svg.kc-chart")
     assert_visible(chart)
+    chart.locator("rect.bar").first.wait_for()
     assert chart.locator("rect.bar").count() >= 50  # the other worker's hour of traffic
     assert "(2 processes)" in page.locator("#kc-counters").text_content()
+    page.locator("#kc-prefixes svg.kc-bar").first.wait_for()
     assert page.locator("#kc-prefixes svg.kc-bar").count() >= 3
     backend_text = page.locator("#kc-backend").inner_text()
     assert "responding" in backend_text
@@ -266,7 +279,7 @@ def test_staff_browses_opens_a_key_and_deletes_its_subtree(
     # Into the "product" branch, then the key product::3 (a key with keys below it).
     page.get_by_role("link", name="product", exact=True).click()
     assert "prefix=product" in page.url
-    assert page.locator("table.kc-keys tbody tr").count() == 40
+    assert_count(page.locator("table.kc-keys tbody tr"), 40)
     shots.take(page, "03-branch")
     row = page.locator("table.kc-keys tbody tr", has=page.get_by_role("link", name="3", exact=True))
     row.locator("a.kc-also").click()
@@ -281,8 +294,8 @@ def test_staff_browses_opens_a_key_and_deletes_its_subtree(
     assert "prefix=product" in page.url
     message = page.locator("ul.messagelist li").inner_text()
     assert message == "Deleted 3 keys: “product::3” and every key below it."
-    assert page.get_by_role("link", name="3", exact=True).count() == 0
-    assert page.get_by_role("link", name="30", exact=True).count() == 1
+    assert_count(page.get_by_role("link", name="3", exact=True), 0)
+    assert_count(page.get_by_role("link", name="30", exact=True), 1)
     shots.take(page, "05-after-delete")
     assert not keyedcache.is_cached("product", 3)
     assert list(keyedcache.iter_keys("product::3::*")) == []
@@ -291,7 +304,7 @@ def test_staff_browses_opens_a_key_and_deletes_its_subtree(
     # A search and the delete page; the XSS key's page ran no script.
     page.fill("#kc-q", "product::7*")
     page.click(".kc-toolbar input[type=submit][value=Search]")
-    assert page.locator("table.kc-keys tbody tr").count() == 3
+    assert_count(page.locator("table.kc-keys tbody tr"), 3)
     shots.take(page, "06-search")
     # The XSS key is text in the branch, on its page and in the stats; no script runs.
     page.goto(f"{base}/cache/view/?prefix=search")
