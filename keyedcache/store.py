@@ -115,13 +115,17 @@ class KeyedCache:
             raise NotCachedError(key)
         return default
 
-    def _read(self, key: str) -> Any:
-        """Return the fresh value stored for `key`, or ABSENT (also when the backend fails)."""
+    def _fetch(self, key: str) -> Any:
+        """The raw stored value of `key`, or MISSING; a failing backend reads as MISSING."""
         try:
-            raw = self.adapter.get(key)
+            return self.adapter.get(key)
         except Exception as exc:
             self._failed("get", key, exc)
-            return ABSENT
+            return MISSING
+
+    def _read(self, key: str) -> Any:
+        """Return the fresh value stored for `key`, or ABSENT (also when the backend fails)."""
+        raw = self._fetch(key)
         # Inline envelope check rather than unpack(): this is the hot path.
         if (
             type(raw) is tuple
@@ -149,11 +153,7 @@ class KeyedCache:
                 if value is not ABSENT:
                     counts[LOCAL_HITS] += 1
                     return value, None
-        try:
-            raw = self.adapter.get(key)
-        except Exception as exc:
-            self._failed("get", key, exc)
-            raw = MISSING
+        raw = self._fetch(key)
         if type(raw) is tuple and len(raw) >= 5 and raw[0] == ENTRY_FORMAT:
             if raw[2] is None or raw[2] > time.time():
                 counts[HITS] += 1
@@ -169,11 +169,7 @@ class KeyedCache:
         """Return the whole stored Entry for `key`, stale or not, or None."""
         if not self.enabled:
             return None
-        try:
-            raw = self.adapter.get(key)
-        except Exception as exc:
-            self._failed("get", key, exc)
-            return None
+        raw = self._fetch(key)
         return None if raw is MISSING else unpack(raw)
 
     def is_cached(self, key: str) -> bool:
