@@ -11,15 +11,7 @@ from keyedcache.local import request_cache
 from keyedcache.lock import CacheLock, LockError, LockNotOwnedError
 from keyedcache.memoize import cache_delete_function, cache_function
 
-# `keyedcache.stats` is the function: this binding comes after the submodule
-# keyedcache.stats was imported (store.py imports it), and Python sets the
-# package attribute to a submodule only when it first loads it, so no later
-# `import keyedcache.stats` rebinds it. The module stays reachable through
-# `from keyedcache.stats import ...` and sys.modules (see docs/stats.md).
-from keyedcache.stats import deprecated_global as _deprecated_global
-from keyedcache.stats import stats
-from keyedcache.store import (
-    KeyedCache,
+from keyedcache.api import (
     cache_add,
     cache_delete,
     cache_delete_pattern,
@@ -37,11 +29,13 @@ from keyedcache.store import (
     cache_set,
     cache_set_many,
     cache_ttl,
-    default_cache,
     is_cached,
     iter_keys,
-    keyedcache_configure,
 )
+from keyedcache.cache import KeyedCache
+from keyedcache.cluster import deprecated_global as _deprecated_global
+from keyedcache.cluster import stats
+from keyedcache.registry import default_cache, keyedcache_configure
 
 __version__ = "2.0.0.dev0"
 

@@ -11,7 +11,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from keyedcache.backends import NATIVE_BACKENDS
 from keyedcache.backends.base import MAX_KEY_LENGTH
-from keyedcache.store import DEFAULT_NAMESPACE
+from keyedcache import conf
 
 # Room a storage key needs beyond the namespace: a digest tail and a segment.
 _MIN_ROOM = 64
@@ -26,8 +26,8 @@ def _has_native_adapter(backend: Any) -> bool:
 def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Check KEYEDCACHE_ALIAS, KEYEDCACHE_NAMESPACE and the alias they point at."""
     messages: list[CheckMessage] = []
-    alias = getattr(settings, "KEYEDCACHE_ALIAS", "default")
-    namespace = getattr(settings, "KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE)
+    alias = conf.setting("KEYEDCACHE_ALIAS", conf.DEFAULT_ALIAS)
+    namespace = conf.setting("KEYEDCACHE_NAMESPACE", conf.DEFAULT_NAMESPACE)
     if not isinstance(alias, str) or alias not in settings.CACHES:
         messages.append(
             Error(

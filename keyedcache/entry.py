@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import time
-from typing import Any, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
+
+
+class NoValue(enum.Enum):
+    """Markers for "there is no value here", distinct from every storable value.
+
+    An enum so that type checkers understand `x is NO_VALUE` narrowing, and
+    falsy so that `if value:` never mistakes a marker for data. `None`,
+    `False`, `0` and `''` are legitimate cached values, which is why plain
+    `None` cannot play this role.
+    """
+
+    #: Nothing stored, nothing found, no default given, or known to be absent.
+    NO_VALUE = "NO_VALUE"
+    #: A request scope has not looked this key up yet (it may still be absent).
+    UNSEEN = "UNSEEN"
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<{self.value}>"
+
+
+NO_VALUE: Final = NoValue.NO_VALUE
+UNSEEN: Final = NoValue.UNSEEN
 
 # The first item of every stored envelope. Bump it when the layout changes:
 # an envelope of another format then reads as a miss instead of as garbage.
@@ -56,6 +82,18 @@ class Entry(NamedTuple):
 def is_packed(raw: Any) -> bool:
     """Tell whether `raw` is an envelope written by this version of keyedcache."""
     return type(raw) is tuple and len(raw) >= 5 and raw[0] == ENTRY_FORMAT
+
+
+def fresh_value(raw: Any) -> Any:
+    """The value in envelope `raw` if it is still fresh, else NO_VALUE (the read hot path)."""
+    if (
+        type(raw) is tuple
+        and len(raw) >= 5
+        and raw[0] == ENTRY_FORMAT
+        and (raw[2] is None or raw[2] > time.time())
+    ):
+        return raw[1]
+    return NO_VALUE
 
 
 def unpack(raw: Any) -> Entry | None:

@@ -9,16 +9,13 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
-from django.conf import settings
-
+from keyedcache import conf
+from keyedcache.entry import NO_VALUE
 from keyedcache.keys import KEY_DELIM
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_SIZE = 5000
-
-#: Stored in a scope for a key known to be absent: a miss costs one backend call.
-ABSENT: Any = object()
+DEFAULT_SIZE = conf.DEFAULT_REQUEST_CACHE_SIZE
 
 
 class Scope:
@@ -45,7 +42,7 @@ class Scope:
         return table
 
     def remember(self, owner: str, key: str, value: Any) -> None:
-        """Remember `value` (or ABSENT) for `key`, dropping the oldest entry when full."""
+        """Remember `value` (or NO_VALUE, for a key known to be absent) for `key`, dropping the oldest entry when full."""
         if self.limit <= 0:
             return  # a size of 0 remembers nothing
         table = self.table(owner)
@@ -60,7 +57,7 @@ class Scope:
         below = key + KEY_DELIM
         for stale in [k for k in table if k.startswith(below)]:
             del table[stale]
-        self.remember(owner, key, ABSENT)  # through remember(): the bound holds
+        self.remember(owner, key, NO_VALUE)  # through remember(): the bound holds
 
     def forget_all(self, owner: str) -> None:
         """Drop everything remembered for one KeyedCache."""
@@ -78,10 +75,7 @@ current_scope = _current.get
 
 def scope_size() -> int:
     """The most keys one scope remembers per cache (setting KEYEDCACHE_REQUEST_CACHE_SIZE)."""
-    size = getattr(settings, "KEYEDCACHE_REQUEST_CACHE_SIZE", DEFAULT_SIZE)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"KEYEDCACHE_REQUEST_CACHE_SIZE must be a non-negative int, got {size!r}")
-    return size
+    return conf.request_cache_size()
 
 
 @contextmanager

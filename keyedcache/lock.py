@@ -6,7 +6,7 @@ import time
 from types import TracebackType
 from typing import Protocol
 
-from keyedcache.flight import new_token
+from keyedcache.tokens import Backoff, new_token
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -66,8 +66,8 @@ class CacheLock:
         blocking = self.blocking if blocking is None else blocking
         limit = self.blocking_timeout if blocking_timeout is None else blocking_timeout
         deadline = None if limit is None else time.monotonic() + limit
-        pause = self.poll_first
-        token = new_token()
+        backoff = Backoff(self.poll_first, self.poll_max, deadline)
+        token = new_token(with_pid=True)
         while True:
             taken = self.store.lock_acquire(self.key, token, self.timeout)
             if taken:
@@ -75,13 +75,9 @@ class CacheLock:
                 return True
             if taken is None or not blocking:
                 return False  # None: the backend did not answer
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                pause = min(pause, remaining)
-            time.sleep(pause)  # waiting for another holder: bounded backoff polling
-            pause = min(pause * 2, self.poll_max)
+            # Another holder has it: poll again after a bounded, doubling pause.
+            if not backoff.sleep():
+                return False
 
     def release(self) -> None:
         """Release the lock; LockNotOwnedError if this object does not hold it (any more)."""

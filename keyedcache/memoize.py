@@ -9,123 +9,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.signals import setting_changed
 
-from keyedcache.entry import Entry, unpack
-from keyedcache.flight import AsyncSingleFlight, Policy, SingleFlight
-from keyedcache.keys import KEY_DELIM, canonical_bytes, digest
-from keyedcache.local import ABSENT
-from keyedcache.stats import ERRORS, EXECUTIONS, WAIT_TIMEOUTS, counters
-from keyedcache.store import (
-    DEFAULT_NAMESPACE,
-    RELEVANT_SETTINGS,
-    KeyedCache,
-    default_cache,
-)
+from keyedcache.aflight import AsyncSingleFlight
+from keyedcache.cache import KeyedCache
+from keyedcache.callkeys import CallKeys, function_key_root
+from keyedcache.counters import ERRORS, EXECUTIONS, WAIT_TIMEOUTS, counters
+from keyedcache.entry import NO_VALUE, Entry, unpack
+from keyedcache.flight import Policy, SingleFlight
+from keyedcache.registry import default_cache, get_cache
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Stored under func::<module>.<qualname>::<arguments>, so a children delete of
-# func::<module>.<qualname> forgets every call.
-FUNC_ROOT = "func"
 DEFAULT_WAIT = 30.0
-
-# Arguments of these exact types are written into the key as their repr,
-# which is readable and tells 1, '1', 1.0 and True apart.
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-_PLAIN_KEY_MAX = 64
-
-
-def function_key_root(func: Callable[..., Any]) -> str:
-    """Return the key below which every cached call of `func` is stored."""
-    func = getattr(func, "__keyedcache_origin__", func)
-    return KEY_DELIM.join((FUNC_ROOT, f"{func.__module__}.{func.__qualname__}"))
-
-
-# KeyedCaches for the `alias=` option, shared by every function using that alias
-# and rebuilt when the cache settings change (as the default one is).
-_alias_caches: dict[str, KeyedCache] = {}
-
-
-def alias_cache(alias: str) -> KeyedCache:
-    """Return the KeyedCache for `alias`, in the configured KEYEDCACHE_NAMESPACE."""
-    cache = _alias_caches.get(alias)
-    if cache is None:
-        namespace = getattr(settings, "KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE)
-        cache = _alias_caches[alias] = KeyedCache(alias, namespace=namespace)
-    return cache
-
-
-def _forget_alias_caches(*, setting: str, **kwargs: Any) -> None:
-    if setting in RELEVANT_SETTINGS:
-        _alias_caches.clear()
-
-
-setting_changed.connect(_forget_alias_caches, dispatch_uid="keyedcache.memoize.reset")
-
-
-class _Binder:
-    """Binds call arguments to parameter order, fast for plain signatures."""
-
-    def __init__(self, func: Callable[..., Any]) -> None:
-        self.signature = inspect.signature(func)
-        params = list(self.signature.parameters.values())
-        simple_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD,)
-        # Only plain "def f(a, b=2)" signatures take the fast path; anything
-        # with *args, **kwargs, keyword-only or positional-only goes through
-        # Signature.bind, which also gives Python's own error messages.
-        self.simple = all(p.kind in simple_kinds for p in params)
-        self.names = tuple(p.name for p in params)
-        self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
-
-    def values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        """Return every parameter's value, defaults applied, in signature order."""
-        if self.simple:
-            if not kwargs and len(args) == len(self.names):
-                return args
-            found = self._fill(args, kwargs)
-            if found is not None:
-                return found
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return tuple(bound.arguments.values())
-
-    def _fill(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
-        if len(args) > len(self.names):
-            return None
-        out = list(args)
-        used = 0
-        for name in self.names[len(args) :]:
-            if name in kwargs:
-                out.append(kwargs[name])
-                used += 1
-            elif name in self.defaults:
-                out.append(self.defaults[name])
-            else:
-                return None  # missing argument: let Signature.bind say so
-        return tuple(out) if used == len(kwargs) else None
-
-
-def _is_plain(value: Any, depth: int = 0) -> bool:
-    kind = type(value)
-    if kind in _PLAIN:
-        return True
-    # Tuples and lists of plain values repr faithfully too; sets and dicts do
-    # not (set order follows the hash seed, dict order the insertion order).
-    if (kind is tuple or kind is list) and depth < 2:
-        return all(_is_plain(item, depth + 1) for item in value)
-    return False
-
-
-def _call_text(values: tuple[Any, ...]) -> str | None:
-    """The readable '(1,'EUR')' form of plain arguments, or None."""
-    for value in values:
-        if type(value) not in _PLAIN and not _is_plain(value):
-            return None
-    text = "(" + ",".join([repr(v) for v in values]) + ")"
-    return text if len(text) <= _PLAIN_KEY_MAX else None
 
 
 class Memoized:
@@ -159,7 +55,7 @@ class Memoized:
         self.unless = unless
         self.alias = alias
         self.root = root
-        self.binder = _Binder(func)
+        self.keys = CallKeys(func, root, key)
         self.is_async = inspect.iscoroutinefunction(func)
         #: Seconds a lock is held at most: a holder that dies frees it after this.
         self.lock_timeout = float(lock_timeout if lock_timeout is not None else wait)
@@ -175,54 +71,13 @@ class Memoized:
         """The KeyedCache this function caches in (the default one unless `alias`)."""
         if self.alias is None:
             return default_cache()
-        return alias_cache(self.alias)
+        return get_cache(self.alias)
 
     # -- keys -------------------------------------------------------------
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """Return the cache key the call `func(*args, **kwargs)` uses."""
-        if self.key_func is not None:
-            return self._custom_key(args, kwargs)
-        # Bound in signature order with defaults applied, so f(1, 2), f(1, b=2)
-        # and f(a=1, b=2) share one entry.
-        values = self.binder.values(args, kwargs)
-        text = _call_text(values)
-        if text is not None:
-            return f"{self.root}{KEY_DELIM}{text}"
-        # Anything else: a digest of the type-tagged canonical encoding.
-        try:
-            encoded = canonical_bytes(values)
-        except TypeError:
-            raise self._unkeyable(values) from None
-        return f"{self.root}{KEY_DELIM}{digest(encoded)}"
-
-    def _custom_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        parts = self.key_func(*args, **kwargs)  # type: ignore[misc]
-        if not isinstance(parts, (list, tuple)):
-            parts = (parts,)
-        try:
-            encoded = canonical_bytes(tuple(parts))
-        except TypeError as exc:
-            raise TypeError(
-                f"cache_function cannot key {self.root}: its key= function returned "
-                f"a part with no stable cache key. {exc}"
-            ) from None
-        return f"{self.root}{KEY_DELIM}{digest(encoded)}"
-
-    def _unkeyable(self, values: tuple[Any, ...]) -> TypeError:
-        names = self.binder.names if self.binder.simple else self._bound_names(values)
-        for name, value in zip(names, values, strict=False):
-            try:
-                canonical_bytes(value)
-            except TypeError as exc:
-                return TypeError(
-                    f"cache_function cannot key {self.root}: argument {name!r} has no "
-                    f"stable cache key. {exc}"
-                )
-        return TypeError(f"cache_function cannot key {self.root}")  # pragma: no cover
-
-    def _bound_names(self, values: tuple[Any, ...]) -> tuple[str, ...]:
-        return tuple(self.binder.signature.parameters)[: len(values)]
+        return self.keys.key(args, kwargs)
 
     # -- storing ----------------------------------------------------------
 
@@ -248,9 +103,9 @@ class Memoized:
         cache = self.store()
         if not cache.enabled:
             return self._run(args, kwargs)
-        key = self.key(*args, **kwargs)
+        key = self.keys.key(args, kwargs)
         value, packed = cache.read(key)
-        if value is not ABSENT and (packed is None or self.flight.policy.early is None):
+        if value is not NO_VALUE and (packed is None or self.flight.policy.early is None):
             return value
         entry = unpack(packed) if packed is not None else None
         return self.flight.get(key, lambda: self._run(args, kwargs), entry, loaded=True)
@@ -260,9 +115,9 @@ class Memoized:
         cache = self.store()
         if not cache.enabled:
             return await self._arun(args, kwargs)
-        key = self.key(*args, **kwargs)
+        key = self.keys.key(args, kwargs)
         value, packed = await sync_to_async(cache.read)(key)
-        if value is not ABSENT and (packed is None or self.async_flight.policy.early is None):
+        if value is not NO_VALUE and (packed is None or self.async_flight.policy.early is None):
             return value
         entry = unpack(packed) if packed is not None else None
         return await self.async_flight.get(
@@ -283,7 +138,7 @@ class Memoized:
         started = time.perf_counter()
         value = self._run(args, kwargs)
         if cache.enabled:
-            self.save(cache, self.key(*args, **kwargs), value, time.perf_counter() - started)
+            self.save(cache, self.keys.key(args, kwargs), value, time.perf_counter() - started)
         return value
 
     async def arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -293,13 +148,13 @@ class Memoized:
         value = await self._arun(args, kwargs)
         if cache.enabled:
             await sync_to_async(self.save)(
-                cache, self.key(*args, **kwargs), value, time.perf_counter() - started
+                cache, self.keys.key(args, kwargs), value, time.perf_counter() - started
             )
         return value
 
     def invalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
         """Forget the cached result of one call."""
-        return self.store().delete(self.key(*args, **kwargs))
+        return self.store().delete(self.keys.key(args, kwargs))
 
 
 def _count(root: str, counter: int) -> None:

@@ -13,7 +13,7 @@ from django.db.models.signals import post_delete, post_save
 
 from keyedcache.exceptions import NotCachedError
 from keyedcache.keys import cache_key
-from keyedcache.store import cache_delete, cache_get, cache_set, is_cached
+from keyedcache.api import cache_delete, cache_get, cache_set, is_cached
 
 log = logging.getLogger("keyedcache")
 

@@ -498,7 +498,7 @@ def _namespace(variables: Mapping[str, Any]) -> dict[str, Any]:
     from django.core.cache import caches
 
     import keyedcache
-    from keyedcache.stats import counters
+    from keyedcache.counters import counters
 
     ns: dict[str, Any] = {name: getattr(keyedcache, name) for name in keyedcache.__all__}
     ns.update(

@@ -20,12 +20,11 @@ import pytest
 
 from keyedcache import flight as flight_module
 from keyedcache.entry import Entry
+from keyedcache.aflight import AsyncSingleFlight
 from keyedcache.flight import (
-    AsyncSingleFlight,
     Policy,
     Refresher,
     SingleFlight,
-    new_token,
     refresh_early,
 )
 
@@ -346,14 +345,6 @@ def test_default_draw_is_in_the_half_open_unit_interval():
     draws = [flight_module._draw() for _ in range(2000)]
     assert all(0.0 < d <= 1.0 for d in draws)
     assert len(set(draws)) > 1900
-
-
-def test_tokens_are_unique_and_name_the_process():
-    import os
-
-    tokens = {new_token() for _ in range(1000)}
-    assert len(tokens) == 1000
-    assert all(t.startswith(f"{os.getpid()}-") for t in tokens)
 
 
 # -- miss and hit -------------------------------------------------------------------

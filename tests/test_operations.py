@@ -44,7 +44,7 @@ from keyedcache import (
 )
 from keyedcache.backends.generational import GenerationalAdapter
 from keyedcache.entry import make_entry
-from keyedcache.stats import counters
+from keyedcache.counters import counters
 from tests.conftest import BackendConfig
 from tests.procs import BoundWorker
 from tests.test_store import clock_ahead

@@ -17,7 +17,7 @@ from keyedcache import (
     cache_set,
     is_cached,
 )
-from keyedcache.stats import counters
+from keyedcache.counters import counters
 from tests.conftest import BackendConfig
 from tests.servers import Server
 

@@ -30,7 +30,7 @@ from django.db import connections
 import keyedcache
 from keyedcache import cache_function, default_cache, is_cached
 from keyedcache import flight as flight_module
-from keyedcache.stats import counters
+from keyedcache.counters import counters
 from tests.conftest import BackendConfig
 from tests.procs import BoundWorker, ChildError, Gate, gate_wait
 from tests.servers import Server

@@ -29,7 +29,8 @@ from keyedcache import (
     cache_set_many,
     request_cache,
 )
-from keyedcache.stats import (
+from keyedcache.cluster import _read_records
+from keyedcache.counters import (
     COUNTER_NAMES,
     MAX_PREFIXES,
     NO_KEY,
@@ -38,13 +39,11 @@ from keyedcache.stats import (
     STATS_PREFIX,
     ProcessCounters,
     _flush_due,
-    _read_records,
     counters,
-    flush,
     key_prefix,
-    reporter,
-    stats_cache,
 )
+from keyedcache.registry import stats_cache
+from keyedcache.reporting import flush, reporter
 from tests.procs import BoundWorker, pool_workers, process_env
 
 if TYPE_CHECKING:  # children import this module: keep conftest out of them
@@ -74,23 +73,26 @@ def figures(**nonzero: int) -> dict[str, int]:
     return {name: nonzero.get(name, 0) for name in COUNTER_NAMES}
 
 
-# -- keyedcache.stats is the function, whatever the import order --------------------
+# -- keyedcache.stats is the function; the modules have other names --------------------
 
 
 @pytest.mark.parametrize(
     "imports",
-    ["import keyedcache.stats; import keyedcache", "import keyedcache; import keyedcache.stats"],
+    [
+        "import keyedcache.counters, keyedcache.cluster; import keyedcache",
+        "import keyedcache; import keyedcache.cluster, keyedcache.counters",
+    ],
 )
 def test_keyedcache_stats_is_the_function_in_any_import_order(imports: str) -> None:
     code = (
         f"{imports}; import django; django.setup(); import importlib, json, sys; "
-        "from keyedcache.stats import counters; "
-        "import keyedcache.stats as aliased; "
-        "module = importlib.import_module('keyedcache.stats'); "
+        "from keyedcache import stats; "
+        "module = importlib.import_module('keyedcache.cluster'); "
         "print(json.dumps([callable(keyedcache.stats), "
         "sorted(keyedcache.stats()) == sorted(module.stats()), "
-        "keyedcache.stats is module.stats, aliased is module.stats, "
-        "sys.modules['keyedcache.stats'] is module, hasattr(module, 'counters')]))"
+        "keyedcache.stats is module.stats, stats is module.stats, "
+        "'keyedcache.stats' not in sys.modules, "
+        "keyedcache.counters.counters is sys.modules['keyedcache.counters'].counters]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -104,11 +106,12 @@ def test_keyedcache_stats_is_the_function_in_any_import_order(imports: str) -> N
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [True] * 6
 
 
-def test_the_module_is_importable_by_name() -> None:
-    module = importlib.import_module("keyedcache.stats")
-    assert module.counters is counters
-    assert keyedcache.stats is module.stats
+def test_the_modules_are_importable_by_name() -> None:
+    assert importlib.import_module("keyedcache.counters").counters is counters
+    assert keyedcache.stats is importlib.import_module("keyedcache.cluster").stats
     assert "stats" in keyedcache.__all__
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("keyedcache.stats")
 
 
 # -- prefixes -----------------------------------------------------------------------
@@ -532,7 +535,7 @@ def test_an_outage_during_a_flush_is_counted_and_logged_not_raised(
 ) -> None:
     cache_set("before", value=1)
     caplog.set_level(logging.WARNING, logger="keyedcache")
-    reporter._last_warning = -1e9
+    reporter.guard._last_warning = -1e18
 
     def stats_errors() -> int:
         return counters.by_prefix().get(STATS_PREFIX, {}).get("errors", 0)
@@ -628,7 +631,7 @@ def test_other_missing_names_are_attribute_errors() -> None:
 
 
 def test_prefix_table_is_capped() -> None:
-    from keyedcache.stats import _prefix_table
+    from keyedcache.cluster import _prefix_table
 
     prefixes = {f"p{i}": figures(calls=i, hits=i) for i in range(MAX_PREFIXES + 10)}
     prefixes[OTHER] = figures(calls=1, misses=1)

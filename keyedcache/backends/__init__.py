@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.cache import caches
 from django.core.cache.backends.base import default_key_func
 
-from keyedcache.backends.base import MISSING, Adapter, EnumeratingAdapter, entry_of
+from keyedcache.backends.base import Adapter, EnumeratingAdapter, entry_of
 from keyedcache.backends.generational import (
     FileBasedAdapter,
     GenerationalAdapter,
@@ -13,7 +13,6 @@ from keyedcache.backends.generational import (
 )
 
 __all__ = [
-    "MISSING",
     "NATIVE_BACKENDS",
     "Adapter",
     "EnumeratingAdapter",

@@ -12,13 +12,11 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_
 from django.core.exceptions import ImproperlyConfigured
 
 from keyedcache import keys
-from keyedcache.entry import Entry, is_packed, unpack
+from keyedcache.entry import NO_VALUE, Entry, is_packed, unpack
 
 # memcached's limit, which Django enforces (by warning) on every backend.
 MAX_KEY_LENGTH = 250
 
-# Returned by raw reads for "not stored"; None is a legitimate stored value.
-MISSING: Any = object()
 
 # A resolved timeout in seconds (None: never expires); the store resolves
 # Django's DEFAULT_TIMEOUT before calling an adapter.
@@ -106,8 +104,8 @@ class Adapter:
     # -- entries ----------------------------------------------------------
 
     def get(self, key: str) -> Any:
-        """Return the packed envelope stored for `key`, or MISSING."""
-        return self.cache.get(self.storage_key(key), MISSING)
+        """Return the packed envelope stored for `key`, or NO_VALUE."""
+        return self.cache.get(self.storage_key(key), NO_VALUE)
 
     def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
         """Return {key: packed envelope} for the keys that are stored."""
@@ -158,7 +156,7 @@ class Adapter:
         self.cache.set_many({self.storage_key(k): p for k, p in packed_by_key.items()}, timeout)
 
     def native_ttl(self, key: str) -> Any:
-        """Seconds left as the backend itself reports them, None for never, MISSING if absent.
+        """Seconds left as the backend itself reports them, None for never, NO_VALUE if absent.
 
         Returns NotImplemented where the backend cannot tell; the store then
         reads the envelope's own expiry.
@@ -168,6 +166,13 @@ class Adapter:
     def native_expire(self, key: str, timeout: float | None) -> Any:
         """Change the expiry of `key` natively; NotImplemented where the backend cannot."""
         return NotImplemented
+
+    def pin_generations(self, key: str) -> None:
+        """Give whatever guards `key` against subtree deletes a fixed value (nothing here).
+
+        For entries that never need a subtree delete (stats records), written
+        by many processes: see GenerationalAdapter.pin_generations.
+        """
 
     # -- locks ----------------------------------------------------------
     # Lock records are raw tokens under their own namespace: no envelope, no
@@ -245,7 +250,7 @@ class EnumeratingAdapter(Adapter):
         """Logical keys of digested storage keys, read from their envelopes."""
         found = self.cache.get_many(stored_keys)
         for stored in stored_keys:
-            entry = entry_of(found.get(stored, MISSING))
+            entry = entry_of(found.get(stored, NO_VALUE))
             if entry is not None and entry.key is not None:
                 yield entry.key
 
@@ -260,7 +265,7 @@ class EnumeratingAdapter(Adapter):
 
     def scan_exact(self, stored: str) -> Iterator[str]:
         """Yield `stored` if it is stored (the subtree's root itself)."""
-        if self.cache.get(stored, MISSING) is not MISSING:
+        if self.cache.get(stored, NO_VALUE) is not NO_VALUE:
             yield stored
 
     def _subtree_root(self, key: str) -> str:
@@ -278,7 +283,7 @@ class EnumeratingAdapter(Adapter):
         for end in sorted(boundaries):
             head = f"{self.namespace}:{path[:end]}{keys.COLLAPSE_MARK}"
             for stored in self.scan(head):
-                entry = unpack(self.cache.get(stored, MISSING))
+                entry = unpack(self.cache.get(stored, NO_VALUE))
                 if (
                     entry is not None
                     and entry.key is not None
@@ -297,12 +302,12 @@ class EnumeratingAdapter(Adapter):
         name = self.logical_key(stored)
         if name is not None:
             return name
-        entry = unpack(self.cache.get(stored, MISSING))
+        entry = unpack(self.cache.get(stored, NO_VALUE))
         return entry.key if entry is not None else None
 
 
 def entry_of(raw: Any) -> Entry | None:
     """Return the Entry in a raw stored value, None for a miss or foreign data."""
-    if raw is MISSING or not is_packed(raw):
+    if raw is NO_VALUE or not is_packed(raw):
         return None
     return unpack(raw)

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from keyedcache import keys
-from keyedcache.backends.base import MISSING, Adapter, Timeout, entry_of
+from keyedcache.backends.base import Adapter, Timeout, entry_of
+from keyedcache.entry import NO_VALUE
+from keyedcache.tokens import new_token
 
 # Every proper ancestor of a key (and the root) has a generation token; an
 # entry records the tokens it was written under and is valid only while they
@@ -25,9 +27,8 @@ from keyedcache.backends.base import MISSING, Adapter, Timeout, entry_of
 # token of their own, so tokens stay few (one per branch, not one per key).
 
 
-def new_token() -> str:
-    """Return a fresh generation token (random: no counter to race on)."""
-    return os.urandom(6).hex()
+#: The generation token of entries that never need a subtree delete (pin_generations).
+PINNED_TOKEN = "keyedcache-stats-1"
 
 
 class GenerationalAdapter(Adapter):
@@ -56,6 +57,19 @@ class GenerationalAdapter(Adapter):
             self._gen_keys[key] = found
         return found
 
+    def pin_generations(self, key: str) -> None:
+        """Give the tokens guarding `key` one fixed value, where none is set yet.
+
+        Tokens are created on first write with `add`; the file-based cache's
+        `add` is not atomic, so two processes writing for the first time at
+        once could each create a token, the later orphaning the other's
+        entry. Entries that need no subtree deletes (stats records) use a
+        fixed token written by every process alike, which makes that race harmless.
+        """
+        cache = self.cache
+        for gen in self.gen_keys(key):
+            cache.add(gen, PINNED_TOKEN, None)
+
     def prefix_gen_key(self, prefix: str) -> str:
         """Storage key of the token that guards every key below `prefix`."""
         return keys.storage_key(prefix, self.gen_namespace, self.budget)
@@ -64,7 +78,7 @@ class GenerationalAdapter(Adapter):
         stored = self.storage_key(key)
         gens = self.gen_keys(key)
         found = self.cache.get_many([stored, *gens])
-        return self._valid(found.get(stored, MISSING), [found.get(g) for g in gens])
+        return self._valid(found.get(stored, NO_VALUE), [found.get(g) for g in gens])
 
     def get_many(self, key_list: Any) -> dict[str, Any]:
         key_list = list(key_list)
@@ -76,20 +90,20 @@ class GenerationalAdapter(Adapter):
         result: dict[str, Any] = {}
         for key in key_list:
             packed = self._valid(
-                found.get(self.storage_key(key), MISSING),
+                found.get(self.storage_key(key), NO_VALUE),
                 [found.get(g) for g in self.gen_keys(key)],
             )
-            if packed is not MISSING:
+            if packed is not NO_VALUE:
                 result[key] = packed
         return result
 
     @staticmethod
     def _valid(raw: Any, tokens: list[Any]) -> Any:
-        if raw is MISSING or type(raw) is not tuple or len(raw) != 2:
-            return MISSING
+        if raw is NO_VALUE or type(raw) is not tuple or len(raw) != 2:
+            return NO_VALUE
         written_under, packed = raw
         if None in tokens or tuple(tokens) != written_under:
-            return MISSING
+            return NO_VALUE
         return packed
 
     def current_tokens(self, key: str) -> tuple[str, ...]:
@@ -104,7 +118,7 @@ class GenerationalAdapter(Adapter):
         found: dict[str, str] = cache.get_many(gens)
         for gen in gens:
             if found.get(gen) is None:
-                token = new_token()
+                token = new_token(6)
                 # add, so two writers creating the same token agree on one value
                 if not cache.add(gen, token, None):
                     token = cache.get(gen) or token
@@ -131,13 +145,13 @@ class GenerationalAdapter(Adapter):
         if self.cache.add(stored, wrapped, timeout):
             return True
         # An entry orphaned by a subtree delete still occupies the slot.
-        if self.get(key) is not MISSING:
+        if self.get(key) is not NO_VALUE:
             return False
         self.cache.delete(stored)
         return bool(self.cache.add(stored, wrapped, timeout))
 
     def delete(self, key: str) -> bool:
-        existed = self.get(key) is not MISSING
+        existed = self.get(key) is not NO_VALUE
         self.cache.delete(self.storage_key(key))
         return existed
 
@@ -149,11 +163,11 @@ class GenerationalAdapter(Adapter):
 
     def delete_subtree(self, key: str) -> list[str] | None:
         existed = self.delete(key)
-        self.cache.set(self.prefix_gen_key(key), new_token(), None)
+        self.cache.set(self.prefix_gen_key(key), new_token(6), None)
         return [key] if existed else []
 
     def delete_all(self) -> list[str] | None:
-        self.cache.set(self.gen_namespace, new_token(), None)
+        self.cache.set(self.gen_namespace, new_token(6), None)
         return None
 
     # -- listing: the backend's raw keys, then a token check ------------------

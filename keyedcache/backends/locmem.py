@@ -11,7 +11,8 @@ from typing import Any
 
 from django.core.cache.backends.locmem import LocMemCache
 
-from keyedcache.backends.base import MISSING, EnumeratingAdapter
+from keyedcache.backends.base import EnumeratingAdapter
+from keyedcache.entry import NO_VALUE
 
 
 class LocMemAdapter(EnumeratingAdapter):
@@ -41,7 +42,7 @@ class LocMemAdapter(EnumeratingAdapter):
                 if expires != -1:
                     self._data.pop(made, None)
                     self._expiry.pop(made, None)
-                return MISSING
+                return NO_VALUE
             pickled = self._data[made]
             self._data.move_to_end(made, last=False)
         return pickle.loads(pickled)
@@ -91,11 +92,11 @@ class LocMemAdapter(EnumeratingAdapter):
         now = time.time()
         with self._lock:
             if made not in self._data:
-                return MISSING
+                return NO_VALUE
             expires = self._expiry.get(made)
         if expires is None:
             return None
-        return MISSING if expires <= now else expires - now
+        return NO_VALUE if expires <= now else expires - now
 
     def native_expire(self, key: str, timeout: float | None) -> Any:
         if self.made_prefix is None:

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from keyedcache import keys
-from keyedcache.backends.base import MISSING, EnumeratingAdapter
+from keyedcache.backends.base import EnumeratingAdapter
+from keyedcache.entry import NO_VALUE
 
 # Compare-and-delete and compare-and-expire in one step, so only the owner
 # of a lock can release or extend it, even after it overran its timeout.
@@ -55,7 +56,7 @@ class RedisAdapter(EnumeratingAdapter):
         # (keyedcache's storage keys are valid by construction).
         client, loads = self._reader()
         raw = client.get(self.made_prefix + self.storage_key(key))
-        return MISSING if raw is None else loads(raw)
+        return NO_VALUE if raw is None else loads(raw)
 
     def scan(self, stored_prefix: str) -> Iterator[str]:
         made_prefix = self.made_prefix
@@ -112,7 +113,7 @@ class RedisAdapter(EnumeratingAdapter):
             return NotImplemented
         millis = self._client().pttl(self.made_prefix + self.storage_key(key))
         if millis == -2:
-            return MISSING
+            return NO_VALUE
         return None if millis == -1 else millis / 1000
 
     def native_expire(self, key: str, timeout: float | None) -> Any:

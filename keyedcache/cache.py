@@ -1,0 +1,466 @@
+"""KeyedCache: keyedcache's operations on one cache alias, every backend call behind one guard."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from fnmatch import fnmatchcase
+from typing import Any
+
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.dummy import DummyCache
+
+from keyedcache.backends import Adapter, build_adapter
+from keyedcache.counters import DELETES, HITS, LOCAL_HITS, MISSES, SETS, counters
+from keyedcache.entry import (
+    NO_VALUE,
+    UNSEEN,
+    Entry,
+    backend_timeout,
+    fresh_value,
+    is_packed,
+    make_entry,
+    unpack,
+)
+from keyedcache.exceptions import CacheNotRespondingError, NotCachedError, UncacheableValueError
+from keyedcache.guard import Guard
+from keyedcache.keys import pattern_scan_prefix
+from keyedcache.local import current_scope
+from keyedcache.lock import DEFAULT_LOCK_TIMEOUT, CacheLock
+from keyedcache.ttl import TTLMixin
+
+#: keyedcache on or off in this process (`cache_enable`); a list so it is shared, not rebound.
+switch = [True]
+
+
+class KeyedCache(TTLMixin):
+    """keyedcache's operations on one Django cache alias.
+
+    Reads that fail because the backend is down are misses, writes that fail
+    are skipped; the guard logs (rate-limited) and counts both as errors.
+    Get one from `keyedcache.registry.get_cache(alias)` rather than building
+    it: the registry builds one per alias and keeps it while settings stay.
+    """
+
+    def __init__(self, alias: str = "default", *, namespace: str = "keyedcache") -> None:
+        self.alias = alias
+        self.namespace = namespace
+        backend = caches[alias]
+        #: False when the alias cannot cache: the dummy backend or TIMEOUT 0.
+        self.backend_enabled = not isinstance(backend, DummyCache) and backend.default_timeout != 0
+        self.adapter: Adapter = build_adapter(alias, namespace)
+        #: The one door of every backend call (see guard.py).
+        self.guard = Guard(alias)
+        #: Names this cache's table in a first-level scope.
+        self.scope_id = f"{alias}\x00{namespace}"
+
+    def __repr__(self) -> str:
+        return f"<KeyedCache alias={self.alias!r} adapter={self.adapter.name!r}>"
+
+    @property
+    def enabled(self) -> bool:
+        """True when this alias caches and keyedcache is enabled (`cache_enable`)."""
+        return self.backend_enabled and switch[0]
+
+    # -- what the backend can do (for the dashboard and the command) --------
+
+    @property
+    def adapter_name(self) -> str:
+        """The adapter's short name (redis, database, memcached, ...)."""
+        return self.adapter.name
+
+    @property
+    def enumerates(self) -> bool:
+        """True when keys can be listed from the backend itself (deletes report exact keys)."""
+        return self.adapter.enumerates
+
+    def storage_key(self, key: str) -> str:
+        """The key logical `key` is stored under (before the alias's KEY_PREFIX/VERSION)."""
+        return self.adapter.storage_key(key)
+
+    # -- reads ------------------------------------------------------------
+
+    def get(self, key: str, default: Any = NO_VALUE) -> Any:
+        """Return the value cached under logical `key`.
+
+        On a miss return `default`, or raise NotCachedError(key) when no
+        default is given. A cached None, False, 0 or '' is a hit. Inside a
+        first-level scope, a key is read from the backend once per scope.
+        """
+        if self.backend_enabled and switch[0]:
+            counts = counters.slots(key)
+            scope = current_scope()
+            if scope is None:
+                value = fresh_value(self._fetch(key))
+            else:
+                table = scope.tables.get(self.scope_id)
+                value = UNSEEN if table is None else table.get(key, UNSEEN)
+                if value is UNSEEN:
+                    value = fresh_value(self._fetch(key))
+                    scope.remember(self.scope_id, key, value)
+                elif value is not NO_VALUE:
+                    counts[LOCAL_HITS] += 1
+                    return value
+            if value is not NO_VALUE:
+                counts[HITS] += 1
+                return value
+            counts[MISSES] += 1
+        if default is NO_VALUE:
+            raise NotCachedError(key)
+        return default
+
+    def _fetch(self, key: str) -> Any:
+        """The raw stored value of `key`, or NO_VALUE; a failing backend reads as NO_VALUE."""
+        return self.guard.call("get", key, NO_VALUE, self.adapter.get, key)
+
+    def read(self, key: str) -> tuple[Any, tuple[Any, ...] | None]:
+        """Read `key` for memoization: `(value, packed)` for a fresh hit,
+        `(NO_VALUE, packed)` when only a stale entry is stored, `(NO_VALUE, None)`
+        on a miss. Counted like `get`; fresh hits go through the first-level
+        scope (`packed` is None for a scope hit).
+        """
+        if not (self.backend_enabled and switch[0]):
+            return NO_VALUE, None
+        counts = counters.slots(key)
+        scope = current_scope()
+        if scope is not None:
+            table = scope.tables.get(self.scope_id)
+            if table is not None:
+                value = table.get(key, NO_VALUE)
+                if value is not NO_VALUE:
+                    counts[LOCAL_HITS] += 1
+                    return value, None
+        raw = self._fetch(key)
+        if is_packed(raw):
+            value = fresh_value(raw)
+            if value is not NO_VALUE:
+                counts[HITS] += 1
+                if scope is not None:
+                    scope.remember(self.scope_id, key, value)
+                return value, raw
+            counts[MISSES] += 1
+            return NO_VALUE, raw
+        counts[MISSES] += 1
+        return NO_VALUE, None
+
+    def get_entry(self, key: str) -> Entry | None:
+        """Return the whole stored Entry for `key`, stale or not, or None (not counted)."""
+        if not self.enabled:
+            return None
+        return unpack(self._fetch(key))
+
+    def peek_many(self, key_list: list[str]) -> dict[str, Entry]:
+        """The stored entries (stale ones too) of `key_list`, not counted as cache traffic.
+
+        One backend call where the backend allows; if that call fails, each
+        key is read on its own (the guard logs and counts the failures).
+        """
+        if not key_list or not self.enabled:
+            return {}
+        try:
+            found = self.adapter.get_many(key_list)
+        except Exception:
+            return {key: entry for key in key_list if (entry := self.get_entry(key)) is not None}
+        return {key: entry for key, raw in found.items() if (entry := unpack(raw)) is not None}
+
+    def is_cached(self, key: str) -> bool:
+        """Tell whether a fresh value is cached under `key`."""
+        return self.get(key, default=UNSEEN) is not UNSEEN
+
+    # -- writes -----------------------------------------------------------
+
+    def set(self, key: str, value: Any, length: Any = DEFAULT_TIMEOUT) -> None:
+        """Cache `value` under `key` for `length` seconds (None: forever; 0: expire now)."""
+        if not self.enabled:
+            return
+        timeout = self.adapter.resolve_timeout(length)
+        self.set_entry(key, make_entry(value, timeout, key=self.adapter.key_to_keep(key)), timeout)
+
+    def set_entry(self, key: str, entry: Entry, timeout: float | None) -> None:
+        """Store a prepared Entry; the backend drops it after `timeout` seconds."""
+        if not self.enabled:
+            return
+        packed = entry.pack()
+        counters.slots(key)[SETS] += 1
+        self.guard.call(
+            "set",
+            key,
+            None,
+            self.adapter.set,
+            key,
+            packed,
+            backend_timeout(timeout),
+            on_error=_unpicklable_check(key, packed),
+        )
+        scope = current_scope()
+        if scope is not None:
+            fresh = timeout is None or timeout > 0
+            scope.remember(self.scope_id, key, entry.value if fresh else NO_VALUE)
+
+    def add_entry(self, key: str, entry: Entry, timeout: float | None) -> bool:
+        """Store `entry` only if nothing is stored under `key`; say whether it stored."""
+        if not self.enabled:
+            return False
+        packed = entry.pack()
+        return self.guard.call(
+            "add",
+            key,
+            False,
+            self.adapter.add,
+            key,
+            packed,
+            backend_timeout(timeout),
+            on_error=_unpicklable_check(key, packed),
+        )
+
+    def write_record(self, key: str, value: Any, ttl: float | None) -> bool:
+        """Store `value` under `key` for the stats reporter: not counted, failures raised.
+
+        Entries of this kind need no subtree deletes, so on backends that
+        guard entries with generation tokens the tokens get one fixed value
+        (see `Adapter.pin_generations`).
+        """
+        self.adapter.pin_generations(key)
+        entry = make_entry(value, ttl, key=self.adapter.key_to_keep(key))
+        self.adapter.set(key, entry.pack(), ttl)
+        return True
+
+    # -- deletes ----------------------------------------------------------
+
+    def delete(self, key: str, *, children: bool = False) -> list[str]:
+        """Delete `key` (and with `children`, every key below it); return deleted keys.
+
+        Where the backend cannot list keys (memcached, file-based), a children
+        delete returns only `key` itself, if it was cached.
+        """
+        if not self.enabled:
+            return []
+        counters.slots(key)[DELETES] += 1
+        scope = current_scope()
+        if scope is not None:
+            if children:
+                scope.forget_subtree(self.scope_id, key)
+            else:
+                scope.remember(self.scope_id, key, NO_VALUE)
+        if children:
+            return self.guard.call("delete", key, None, self.adapter.delete_subtree, key) or []
+        deleted = self.guard.call("delete", key, False, self.adapter.delete, key)
+        return [key] if deleted else []
+
+    def delete_all(self) -> list[str]:
+        """Delete every keyedcache entry in this alias, and nothing else stored there."""
+        if not self.enabled:
+            return []
+        counters.slots(None)[DELETES] += 1
+        scope = current_scope()
+        if scope is not None:
+            scope.forget_all(self.scope_id)
+        return self.guard.call("delete all", "*", None, self.adapter.delete_all) or []
+
+    # -- listing, patterns, bulk ------------------------------------------
+
+    def iter_keys(self, pattern: str = "*", *, strict: bool = False) -> Iterator[str]:
+        """Yield the logical keys of live keyedcache entries matching glob `pattern`.
+
+        Streams from the backend (Redis SCAN, a database cursor, memcached's
+        LRU crawler, a walk of the file cache); order is the backend's. A
+        backend failure ends the listing (logged and counted); with `strict`
+        it is raised after that.
+        """
+        if not self.enabled:
+            return
+        prefix = pattern_scan_prefix(pattern, self.namespace)
+        try:
+            for key in self.adapter.list_keys(prefix):
+                if fnmatchcase(key, pattern):
+                    yield key
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            self.guard.failed("list keys", pattern, exc)
+            if strict:
+                raise
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        """The sorted list of logical keys matching glob `pattern`."""
+        return sorted(self.iter_keys(pattern))
+
+    #: Keys deleted per backend call by `delete_pattern`.
+    delete_batch = 500
+
+    def delete_pattern(
+        self, pattern: str, *, progress: Callable[[int, int], object] | None = None
+    ) -> int:
+        """Delete every entry whose key matches glob `pattern`; return how many.
+
+        The matching keys are listed first, then deleted in batches (one
+        backend call per batch where the backend allows); `progress(done,
+        total)` is called after each batch.
+        """
+        doomed = list(self.iter_keys(pattern))
+        scope = current_scope()
+        deleted = 0
+        for start in range(0, len(doomed), self.delete_batch):
+            batch = doomed[start : start + self.delete_batch]
+            if scope is not None:
+                for key in batch:
+                    scope.remember(self.scope_id, key, NO_VALUE)
+            count = self.guard.call("delete", batch[0], 0, self.adapter.delete_many, batch)
+            deleted += count
+            # A batch delete tells how many, not which: keys that vanished
+            # between listing and delete are rare, so count the first ones.
+            for key in batch[:count]:
+                counters.slots(key)[DELETES] += 1
+            if progress is not None:
+                progress(start + len(batch), len(doomed))
+        return deleted
+
+    def add(self, key: str, value: Any, length: Any = DEFAULT_TIMEOUT) -> bool:
+        """Store `value` only if nothing is stored under `key`; say whether it stored."""
+        if not self.enabled:
+            return False
+        timeout = self.adapter.resolve_timeout(length)
+        added = self.add_entry(
+            key, make_entry(value, timeout, key=self.adapter.key_to_keep(key)), timeout
+        )
+        scope = current_scope()
+        if added and scope is not None:
+            scope.remember(self.scope_id, key, value)
+        return added
+
+    def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
+        """Return {key: value} for keys with a fresh value, in one backend call if possible."""
+        wanted = list(dict.fromkeys(key_list))
+        if not self.enabled or not wanted:
+            return {}
+        slots = counters.slots
+        found: dict[str, Any] = {}
+        scope = current_scope()
+        table = scope.tables.get(self.scope_id) if scope is not None else None
+        if table is not None:
+            for key in wanted:
+                value = table.get(key, UNSEEN)
+                if value is not UNSEEN and value is not NO_VALUE:
+                    found[key] = value
+                    slots(key)[LOCAL_HITS] += 1
+        remaining = [key for key in wanted if key not in found]
+        if remaining:
+            raw_by_key = self.guard.call(
+                "get many", remaining[0], {}, self.adapter.get_many, remaining
+            )
+            for key in remaining:
+                value = fresh_value(raw_by_key.get(key, NO_VALUE))
+                if value is not NO_VALUE:
+                    found[key] = value
+                    slots(key)[HITS] += 1
+                else:
+                    slots(key)[MISSES] += 1
+                if scope is not None:
+                    scope.remember(self.scope_id, key, value)
+        return found
+
+    def set_many(self, values: dict[str, Any], length: Any = DEFAULT_TIMEOUT) -> None:
+        """Store several values at once; nothing is written if any of them cannot be pickled."""
+        if not self.enabled or not values:
+            return
+        timeout = self.adapter.resolve_timeout(length)
+        packed_by_key = {
+            key: make_entry(value, timeout, key=self.adapter.key_to_keep(key)).pack()
+            for key, value in values.items()
+        }
+        # Check every value before writing any: a backend may write them one by one.
+        for key, packed in packed_by_key.items():
+            _unpicklable_check(key, packed)(None)
+        for key in packed_by_key:
+            counters.slots(key)[SETS] += 1
+        self.guard.call(
+            "set many",
+            next(iter(packed_by_key)),
+            None,
+            self.adapter.set_many,
+            packed_by_key,
+            backend_timeout(timeout),
+        )
+        scope = current_scope()
+        if scope is not None:
+            fresh = timeout is None or timeout > 0
+            for key, value in values.items():
+                scope.remember(self.scope_id, key, value if fresh else NO_VALUE)
+
+    # -- locks ------------------------------------------------------------
+
+    def lock(
+        self,
+        key: str,
+        *,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+    ) -> CacheLock:
+        """A lock named `key`, mutually exclusive across processes (see CacheLock)."""
+        return CacheLock(
+            self, key, timeout=timeout, blocking=blocking, blocking_timeout=blocking_timeout
+        )
+
+    def lock_acquire(self, key: str, token: str, timeout: float) -> bool | None:
+        """Take the lock named `key` for `token`; None when the backend does not answer."""
+        return self.guard.call("lock", key, None, self.adapter.lock_acquire, key, token, timeout)
+
+    def lock_release(self, key: str, token: str) -> bool:
+        """Release the lock named `key` if `token` holds it; say whether it did."""
+        return self.guard.call("unlock", key, False, self.adapter.lock_release, key, token)
+
+    def lock_extend(self, key: str, token: str, timeout: float) -> bool:
+        """Extend the lock held by `token` to `timeout` seconds from now."""
+        return self.guard.call(
+            "extend lock", key, False, self.adapter.lock_extend, key, token, timeout
+        )
+
+    def lock_owner(self, key: str) -> str | None:
+        """The token holding the lock named `key`, or None (also when the backend fails)."""
+        return self.guard.call("lock owner", key, None, self.adapter.lock_owner, key)
+
+    # -- health -----------------------------------------------------------
+
+    def require(self) -> bool | None:
+        """Do a real set/get round trip; raise CacheNotRespondingError if it fails."""
+        if not self.enabled:
+            return None
+        # The probe lives outside the namespace of logical keys, so it can
+        # neither clash with a user's key nor show up in listings.
+        backend = self.adapter.cache
+        probe_key = f"{self.namespace}-probe:{threading.get_ident()}"
+        probe = f"{time.time_ns()}"
+        try:
+            backend.set(probe_key, probe, 60)
+            answer = backend.get(probe_key)
+            backend.delete(probe_key)
+        except Exception as exc:
+            raise CacheNotRespondingError(
+                f"cache alias {self.alias!r} did not answer a set/get round trip: {exc}"
+            ) from exc
+        if answer != probe:
+            raise CacheNotRespondingError(
+                f"cache alias {self.alias!r} did not return the value just stored"
+            )
+        return True
+
+
+def _unpicklable_check(key: str, packed: tuple[Any, ...]) -> Callable[[BaseException | None], None]:
+    """A guard `on_error` hook: raise UncacheableValueError when `packed` cannot be pickled.
+
+    A write that fails because the value cannot be pickled is the caller's
+    bug, not an outage: it must raise, naming the key, instead of being skipped.
+    """
+
+    def check(_exc: BaseException | None) -> None:
+        try:
+            pickle.dumps(packed, pickle.HIGHEST_PROTOCOL)
+        except Exception as cause:
+            raise UncacheableValueError(key, cause) from cause
+
+    return check
+
