@@ -190,7 +190,7 @@ def main() -> None:
                     rows.append([label, page, f"{median:.0f}", f"{p90(samples):.0f}", verdict])
         keyedcache.keyedcache_configure()
 
-    from keyedcache.views import _scan_limit
+    from keyedcache.dashboard.browser import scan_limit as _scan_limit
 
     print(machine())
     print(f"load average (1 min) at the start: {load:.1f}, at the end: {os.getloadavg()[0]:.1f}")

@@ -37,10 +37,10 @@ def main() -> None:
             }
         )
         from django.core.cache import caches
+        from keyedcache.stats import counters
 
         import keyedcache
         from keyedcache.local import request_cache
-        from keyedcache.stats import counters
 
         value = {"name": "Widget", "price": "9.99"}
         locmem, redis = caches["default"], caches["redis"]

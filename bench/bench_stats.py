@@ -150,11 +150,12 @@ def main() -> None:
             }
         }
     )
+    from keyedcache.stats import counters
+    from keyedcache.store import KeyedCache
+
     import keyedcache
     from keyedcache import store as store_module
     from keyedcache.local import request_cache
-    from keyedcache.stats import counters
-    from keyedcache.store import KeyedCache
 
     store = keyedcache.default_cache()
 

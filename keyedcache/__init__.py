@@ -1,16 +1,5 @@
 """keyedcache: keyed caching for Django on any cache alias (public API, re-exported)."""
 
-from keyedcache.exceptions import (
-    CacheNotRespondingError,
-    MethodNotFinishedError,
-    NotCachedError,
-    UncacheableValueError,
-)
-from keyedcache.keys import KEY_DELIM, cache_key
-from keyedcache.local import request_cache
-from keyedcache.lock import CacheLock, LockError, LockNotOwnedError
-from keyedcache.memoize import cache_delete_function, cache_function
-
 from keyedcache.api import (
     cache_add,
     cache_delete,
@@ -35,6 +24,16 @@ from keyedcache.api import (
 from keyedcache.cache import KeyedCache
 from keyedcache.cluster import deprecated_global as _deprecated_global
 from keyedcache.cluster import stats
+from keyedcache.exceptions import (
+    CacheNotRespondingError,
+    MethodNotFinishedError,
+    NotCachedError,
+    UncacheableValueError,
+)
+from keyedcache.keys import KEY_DELIM, cache_key
+from keyedcache.local import request_cache
+from keyedcache.lock import CacheLock, LockError, LockNotOwnedError
+from keyedcache.memoize import cache_delete_function, cache_function
 from keyedcache.registry import default_cache, keyedcache_configure
 
 __version__ = "2.0.0.dev0"

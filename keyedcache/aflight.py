@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,8 @@ from keyedcache.flight import (
     refresh_early,
 )
 from keyedcache.tokens import Backoff, new_token
+
+log = logging.getLogger("keyedcache")
 
 
 class AsyncSingleFlight:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from fnmatch import fnmatchcase
 from typing import Any
 
 from django.core.cache import caches
@@ -25,18 +22,18 @@ from keyedcache.entry import (
     make_entry,
     unpack,
 )
-from keyedcache.exceptions import CacheNotRespondingError, NotCachedError, UncacheableValueError
-from keyedcache.guard import Guard
-from keyedcache.keys import pattern_scan_prefix
+from keyedcache.exceptions import CacheNotRespondingError, NotCachedError
+from keyedcache.guard import Guard, raise_if_unpicklable
 from keyedcache.local import current_scope
 from keyedcache.lock import DEFAULT_LOCK_TIMEOUT, CacheLock
+from keyedcache.many import ManyKeysMixin
 from keyedcache.ttl import TTLMixin
 
 #: keyedcache on or off in this process (`cache_enable`); a list so it is shared, not rebound.
 switch = [True]
 
 
-class KeyedCache(TTLMixin):
+class KeyedCache(ManyKeysMixin, TTLMixin):
     """keyedcache's operations on one Django cache alias.
 
     Reads that fail because the backend is down are misses, writes that fail
@@ -193,7 +190,7 @@ class KeyedCache(TTLMixin):
             key,
             packed,
             backend_timeout(timeout),
-            on_error=_unpicklable_check(key, packed),
+            on_error=lambda _exc: raise_if_unpicklable(key, packed),
         )
         scope = current_scope()
         if scope is not None:
@@ -213,7 +210,7 @@ class KeyedCache(TTLMixin):
             key,
             packed,
             backend_timeout(timeout),
-            on_error=_unpicklable_check(key, packed),
+            on_error=lambda _exc: raise_if_unpicklable(key, packed),
         )
 
     def write_record(self, key: str, value: Any, ttl: float | None) -> bool:
@@ -260,64 +257,6 @@ class KeyedCache(TTLMixin):
             scope.forget_all(self.scope_id)
         return self.guard.call("delete all", "*", None, self.adapter.delete_all) or []
 
-    # -- listing, patterns, bulk ------------------------------------------
-
-    def iter_keys(self, pattern: str = "*", *, strict: bool = False) -> Iterator[str]:
-        """Yield the logical keys of live keyedcache entries matching glob `pattern`.
-
-        Streams from the backend (Redis SCAN, a database cursor, memcached's
-        LRU crawler, a walk of the file cache); order is the backend's. A
-        backend failure ends the listing (logged and counted); with `strict`
-        it is raised after that.
-        """
-        if not self.enabled:
-            return
-        prefix = pattern_scan_prefix(pattern, self.namespace)
-        try:
-            for key in self.adapter.list_keys(prefix):
-                if fnmatchcase(key, pattern):
-                    yield key
-        except NotImplementedError:
-            raise
-        except Exception as exc:
-            self.guard.failed("list keys", pattern, exc)
-            if strict:
-                raise
-
-    def keys(self, pattern: str = "*") -> list[str]:
-        """The sorted list of logical keys matching glob `pattern`."""
-        return sorted(self.iter_keys(pattern))
-
-    #: Keys deleted per backend call by `delete_pattern`.
-    delete_batch = 500
-
-    def delete_pattern(
-        self, pattern: str, *, progress: Callable[[int, int], object] | None = None
-    ) -> int:
-        """Delete every entry whose key matches glob `pattern`; return how many.
-
-        The matching keys are listed first, then deleted in batches (one
-        backend call per batch where the backend allows); `progress(done,
-        total)` is called after each batch.
-        """
-        doomed = list(self.iter_keys(pattern))
-        scope = current_scope()
-        deleted = 0
-        for start in range(0, len(doomed), self.delete_batch):
-            batch = doomed[start : start + self.delete_batch]
-            if scope is not None:
-                for key in batch:
-                    scope.remember(self.scope_id, key, NO_VALUE)
-            count = self.guard.call("delete", batch[0], 0, self.adapter.delete_many, batch)
-            deleted += count
-            # A batch delete tells how many, not which: keys that vanished
-            # between listing and delete are rare, so count the first ones.
-            for key in batch[:count]:
-                counters.slots(key)[DELETES] += 1
-            if progress is not None:
-                progress(start + len(batch), len(doomed))
-        return deleted
-
     def add(self, key: str, value: Any, length: Any = DEFAULT_TIMEOUT) -> bool:
         """Store `value` only if nothing is stored under `key`; say whether it stored."""
         if not self.enabled:
@@ -330,65 +269,6 @@ class KeyedCache(TTLMixin):
         if added and scope is not None:
             scope.remember(self.scope_id, key, value)
         return added
-
-    def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
-        """Return {key: value} for keys with a fresh value, in one backend call if possible."""
-        wanted = list(dict.fromkeys(key_list))
-        if not self.enabled or not wanted:
-            return {}
-        slots = counters.slots
-        found: dict[str, Any] = {}
-        scope = current_scope()
-        table = scope.tables.get(self.scope_id) if scope is not None else None
-        if table is not None:
-            for key in wanted:
-                value = table.get(key, UNSEEN)
-                if value is not UNSEEN and value is not NO_VALUE:
-                    found[key] = value
-                    slots(key)[LOCAL_HITS] += 1
-        remaining = [key for key in wanted if key not in found]
-        if remaining:
-            raw_by_key = self.guard.call(
-                "get many", remaining[0], {}, self.adapter.get_many, remaining
-            )
-            for key in remaining:
-                value = fresh_value(raw_by_key.get(key, NO_VALUE))
-                if value is not NO_VALUE:
-                    found[key] = value
-                    slots(key)[HITS] += 1
-                else:
-                    slots(key)[MISSES] += 1
-                if scope is not None:
-                    scope.remember(self.scope_id, key, value)
-        return found
-
-    def set_many(self, values: dict[str, Any], length: Any = DEFAULT_TIMEOUT) -> None:
-        """Store several values at once; nothing is written if any of them cannot be pickled."""
-        if not self.enabled or not values:
-            return
-        timeout = self.adapter.resolve_timeout(length)
-        packed_by_key = {
-            key: make_entry(value, timeout, key=self.adapter.key_to_keep(key)).pack()
-            for key, value in values.items()
-        }
-        # Check every value before writing any: a backend may write them one by one.
-        for key, packed in packed_by_key.items():
-            _unpicklable_check(key, packed)(None)
-        for key in packed_by_key:
-            counters.slots(key)[SETS] += 1
-        self.guard.call(
-            "set many",
-            next(iter(packed_by_key)),
-            None,
-            self.adapter.set_many,
-            packed_by_key,
-            backend_timeout(timeout),
-        )
-        scope = current_scope()
-        if scope is not None:
-            fresh = timeout is None or timeout > 0
-            for key, value in values.items():
-                scope.remember(self.scope_id, key, value if fresh else NO_VALUE)
 
     # -- locks ------------------------------------------------------------
 
@@ -447,20 +327,3 @@ class KeyedCache(TTLMixin):
                 f"cache alias {self.alias!r} did not return the value just stored"
             )
         return True
-
-
-def _unpicklable_check(key: str, packed: tuple[Any, ...]) -> Callable[[BaseException | None], None]:
-    """A guard `on_error` hook: raise UncacheableValueError when `packed` cannot be pickled.
-
-    A write that fails because the value cannot be pickled is the caller's
-    bug, not an outage: it must raise, naming the key, instead of being skipped.
-    """
-
-    def check(_exc: BaseException | None) -> None:
-        try:
-            pickle.dumps(packed, pickle.HIGHEST_PROTOCOL)
-        except Exception as cause:
-            raise UncacheableValueError(key, cause) from cause
-
-    return check
-

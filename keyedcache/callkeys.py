@@ -87,7 +87,7 @@ def call_text(values: tuple[Any, ...]) -> str | None:
 
 
 class CallKeys:
-    """The cache keys of one memoized function's calls: readable for plain arguments, else a digest."""
+    """The cache keys of one memoized function's calls: readable if plain, else a digest."""
 
     def __init__(
         self, func: Callable[..., Any], root: str, key_func: Callable[..., Any] | None
@@ -140,4 +140,3 @@ class CallKeys:
 
     def _bound_names(self, values: tuple[Any, ...]) -> tuple[str, ...]:
         return tuple(self.binder.signature.parameters)[: len(values)]
-

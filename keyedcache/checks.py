@@ -9,9 +9,9 @@ from django.core.cache import caches
 from django.core.cache.backends.base import InvalidCacheBackendError, default_key_func
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from keyedcache import conf
 from keyedcache.backends import NATIVE_BACKENDS
 from keyedcache.backends.base import MAX_KEY_LENGTH
-from keyedcache import conf
 
 # Room a storage key needs beyond the namespace: a digest tail and a segment.
 _MIN_ROOM = 64

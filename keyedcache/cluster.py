@@ -19,6 +19,7 @@ from keyedcache.counters import (
 from keyedcache.registry import default_cache, stats_cache
 from keyedcache.reporting import RECORD_FORMAT, RECORD_ROOT, reporter
 
+
 def _read_records(target: KeyedCache) -> list[dict[str, Any]]:
     """Every live process record in `target` (this process's own included).
 
@@ -46,7 +47,7 @@ def _add_into(total: dict[str, int], more: dict[str, Any]) -> None:
         total[name] = total.get(name, 0) + int(more.get(name, 0))
 
 
-def stats(*, flush: bool = False) -> dict[str, Any]:
+def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
     """Cache figures of every worker process, of this process, per prefix and per minute.
 
     `totals` adds up the last record of every live process (this one's live
@@ -65,7 +66,7 @@ def stats(*, flush: bool = False) -> dict[str, Any]:
     cluster = False
     alias = namespace = None
     try:
-        target = stats_cache()
+        target = stats_cache(alias)
         if target is not None:
             alias, namespace = target.alias, target.namespace
             records += [r for r in _read_records(target) if r.get("id") != mine["id"]]

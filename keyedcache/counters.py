@@ -62,7 +62,6 @@ _FUNC = "func"
 _flush_due = [False]
 
 
-
 def key_prefix(key: str) -> str:
     """The top-level prefix `key` is counted under.
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from keyedcache.counters import ERRORS, counters
+from keyedcache.exceptions import UncacheableValueError
 
 log = logging.getLogger("keyedcache")
 
@@ -86,3 +88,15 @@ class Guard:
             log.warning(self.warning, fields)
         else:
             log.debug("keyedcache: %s of %r failed: %r", operation, key, exc)
+
+
+def raise_if_unpicklable(key: str, packed: Any) -> None:
+    """Raise UncacheableValueError naming `key` when `packed` cannot be pickled.
+
+    Used as a guard's `on_error` for writes: a value that cannot be pickled is
+    the caller's bug, not an outage, so it must raise instead of being skipped.
+    """
+    try:
+        pickle.dumps(packed, pickle.HIGHEST_PROTOCOL)
+    except Exception as cause:
+        raise UncacheableValueError(key, cause) from cause

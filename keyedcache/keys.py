@@ -286,8 +286,18 @@ def is_collapsed(stored: str) -> bool:
 
 
 def glob_escape(text: str) -> str:
-    """Escape the glob metacharacters `*?[]\\` in `text`."""
+    """Escape the glob metacharacters `*?[]\\` in `text` with backslashes (Redis MATCH syntax)."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def glob_literal(text: str) -> str:
+    """A glob pattern matching exactly `text` (fnmatch knows no backslash escapes).
+
+    For KeyedCache's own patterns, which are fnmatch globs: unlike
+    `keyedcache.keys.glob_escape`, whose backslash escapes are Redis's MATCH
+    syntax, a metacharacter is put in a one-character class (`*` -> `[*]`).
+    """
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 _GLOB_META = re.compile(r"[*?\[]")

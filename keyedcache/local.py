@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
+
 from keyedcache import conf
 from keyedcache.entry import NO_VALUE
 from keyedcache.keys import KEY_DELIM
@@ -42,7 +43,7 @@ class Scope:
         return table
 
     def remember(self, owner: str, key: str, value: Any) -> None:
-        """Remember `value` (or NO_VALUE, for a key known to be absent) for `key`, dropping the oldest entry when full."""
+        """Remember `value` (NO_VALUE: known absent) for `key`, dropping the oldest when full."""
         if self.limit <= 0:
             return  # a size of 0 remembers nothing
         table = self.table(owner)

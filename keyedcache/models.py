@@ -11,9 +11,9 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 
+from keyedcache.api import cache_delete, cache_get, cache_set, is_cached
 from keyedcache.exceptions import NotCachedError
 from keyedcache.keys import cache_key
-from keyedcache.api import cache_delete, cache_get, cache_set, is_cached
 
 log = logging.getLogger("keyedcache")
 

@@ -17,7 +17,7 @@ _lock = threading.RLock()
 
 
 def get_cache(alias: str | None = None, namespace: str | None = None) -> KeyedCache:
-    """The KeyedCache for `alias` (default KEYEDCACHE_ALIAS) in `namespace` (KEYEDCACHE_NAMESPACE)."""
+    """The KeyedCache for `alias` (KEYEDCACHE_ALIAS) in `namespace` (KEYEDCACHE_NAMESPACE)."""
     alias = conf.alias() if alias is None else alias
     namespace = conf.namespace() if namespace is None else namespace
     found = _built.get((alias, namespace))
@@ -40,13 +40,14 @@ def default_cache() -> KeyedCache:
     return store
 
 
-def stats_cache() -> KeyedCache | None:
-    """The KeyedCache process records live in: namespace `<namespace>-stats` of the default alias.
+def stats_cache(alias: str | None = None) -> KeyedCache | None:
+    """The KeyedCache process records live in: namespace `<namespace>-stats` of `alias`
+    (default: the default cache's alias).
 
     Outside the namespace of entries, so key listings and delete-all never
     see the records. None when the alias cannot cache.
     """
-    store = default_cache()
+    store = default_cache() if alias is None else get_cache(alias)
     if not store.backend_enabled:
         return None
     return get_cache(store.alias, f"{store.namespace}-stats")

@@ -1,4 +1,4 @@
-"""This process's stats record: the ticker that times flushes, the flush itself, fork and exit hooks.
+"""This process's stats record: the ticker that times flushes, the flush, fork and exit hooks.
 
 A daemon "ticker" thread takes a checkpoint of the counters every second for
 the per-minute series and, every KEYEDCACHE_STATS_FLUSH_INTERVAL seconds (or

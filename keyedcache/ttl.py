@@ -1,4 +1,4 @@
-"""KeyedCache's expiry operations: ttl/pttl/expire/expire_at/persist, native or through the envelope."""
+"""KeyedCache's expiry operations (ttl, expire, persist): native, or through the envelope."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from keyedcache.entry import NO_VALUE, backend_timeout, unpack
+from keyedcache.entry import NO_VALUE, NoValue, backend_timeout, unpack
 from keyedcache.local import current_scope
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class TTLMixin:
             if entry is None:
                 return 0
             native = entry.seconds_left()
-        if native is NO_VALUE:
+        if isinstance(native, NoValue):
             return 0
         if native is None:
             return None
@@ -120,4 +120,3 @@ class TTLMixin:
     def persist(self, key: str) -> bool:
         """Make `key` never expire; say whether it existed."""
         return self.expire(key, None)
-

@@ -27,7 +27,7 @@ from keyedcache import (
     cache_set,
     cache_ttl,
 )
-from keyedcache.store import KeyedCache as StoreClass
+from keyedcache.cache import KeyedCache as StoreClass
 from tests.conftest import BackendConfig
 from tests.procs import ROOT, process_env
 
@@ -444,7 +444,7 @@ def test_stats_without_the_stats_function(
 ) -> None:
     # Where keyedcache.stats is the counters module (no stats() function),
     # the command shows this process's counters.
-    monkeypatch.setattr(keyedcache, "stats", sys.modules["keyedcache.stats"], raising=False)
+    monkeypatch.setattr(keyedcache, "stats", sys.modules["keyedcache.counters"], raising=False)
     cache_get("missing", default=None)
     out, _ = run("stats")
     assert "counters of this process" in out

@@ -25,7 +25,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 import keyedcache
-from keyedcache.stats import RECORD_ROOT, reporter, stats_cache
+from keyedcache.registry import stats_cache
+from keyedcache.reporting import RECORD_ROOT, reporter
 from tests.conftest import BackendConfig, unavailable
 
 pytestmark = [

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from keyedcache import flight as flight_module
-from keyedcache.entry import Entry
 from keyedcache.aflight import AsyncSingleFlight
+from keyedcache.entry import Entry
 from keyedcache.flight import (
     Policy,
     Refresher,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
-import importlib
 import threading
 import tracemalloc
 from collections import Counter
@@ -22,10 +21,10 @@ from django.http import HttpResponse
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 import keyedcache
-import keyedcache.local
-import keyedcache.memoize
 import keyedcache.cache
 import keyedcache.counters
+import keyedcache.local
+import keyedcache.memoize
 import keyedcache.registry
 import keyedcache.reporting
 from keyedcache import (
@@ -38,9 +37,9 @@ from keyedcache import (
     default_cache,
     is_cached,
 )
+from keyedcache.counters import counters
 from keyedcache.local import DEFAULT_SIZE, Scope, current_scope, request_cache
 from keyedcache.middleware import RequestCacheMiddleware
-from keyedcache.counters import counters
 from keyedcache.threaded import start_listening, stop_listening
 from tests import urls_local
 

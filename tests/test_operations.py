@@ -43,8 +43,8 @@ from keyedcache import (
     request_cache,
 )
 from keyedcache.backends.generational import GenerationalAdapter
-from keyedcache.entry import make_entry
 from keyedcache.counters import counters
+from keyedcache.entry import make_entry
 from tests.conftest import BackendConfig
 from tests.procs import BoundWorker
 from tests.test_store import clock_ahead

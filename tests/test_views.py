@@ -24,9 +24,13 @@ from django.test.utils import override_settings
 from django.urls import reverse
 
 import keyedcache
-from keyedcache import views
+from keyedcache.dashboard import browser, overview
+from keyedcache.dashboard.access import DELETE_PERMISSION
+from keyedcache.dashboard.chart import build_chart
+from keyedcache.dashboard.keypages import MAX_REPR
+from keyedcache.dashboard.secrets import MASK, mask_location, mask_options
 from keyedcache.entry import Entry
-from keyedcache.store import default_cache
+from keyedcache.registry import default_cache
 from tests.conftest import BackendConfig
 
 pytestmark = [pytest.mark.urls("tests.urls_dashboard"), pytest.mark.django_db]
@@ -207,7 +211,7 @@ def test_staff_with_the_permission_and_superusers_can_delete(
     response = deleter.post(DELETE, {"action": "key", "key": "product::4"})
     assert response.status_code == 302
     superuser = User.objects.create_superuser("root", "root@example.com", "pw")
-    assert superuser.has_perm(views.DELETE_PERMISSION)
+    assert superuser.has_perm(DELETE_PERMISSION)
     response = client_for(superuser).post(DELETE, {"action": "key", "key": "category::1"})
     assert response.status_code == 302
     assert remaining(TREE) == set(TREE) - {"product::4", "category::1"}
@@ -316,7 +320,7 @@ def test_every_page_renders_with_many_keys(backend: BackendConfig, deleter: Clie
 
     branch = deleter.get(f"{VIEW}?prefix=product")
     page = branch.context["page"]
-    assert page.paginator.count == 300 and len(branch.context["rows"]) == views.PAGE_SIZE
+    assert page.paginator.count == 300 and len(branch.context["rows"]) == browser.PAGE_SIZE
     labels = [row["label"] for row in branch.context["rows"]]
     assert labels[:12] == [str(i) for i in range(12)]  # natural order: 2 before 10
     assert branch.context["rows"][3]["is_branch"] and branch.context["rows"][3]["is_key"]
@@ -386,7 +390,7 @@ def test_the_value_is_shown_safely_and_truncated(backend: BackendConfig, deleter
     store.set("big::text", "é" * 50_000, 60)
     store.set("odd::repr", BadRepr(), 60)
     big = deleter.get(f"{DETAIL}?key=big::list").context
-    assert big["repr_cut"] and len(big["value_repr"]) <= views.MAX_REPR + 2
+    assert big["repr_cut"] and len(big["value_repr"]) <= MAX_REPR + 2
     assert big["value_type"] == "list (200,000 items)"
     text = deleter.get(f"{DETAIL}?key=big::text").context
     assert len(text["value_repr"]) < 3000 and text["value_type"] == "str (50,000 characters)"
@@ -436,7 +440,7 @@ def test_the_browser_keeps_counts_for_a_bounded_number_of_branches(
     backend: BackendConfig, deleter: Client
 ) -> None:
     fill([f"flat::{i}" for i in range(12)])
-    with mock.patch.object(views, "MAX_BRANCHES", 5):
+    with mock.patch.object(browser, "MAX_BRANCHES", 5):
         response = deleter.get(VIEW, {"prefix": "flat", "all": "1"})
     assert len(response.context["rows"]) == 5
     assert response.context["read_count"] == 12
@@ -522,7 +526,7 @@ def test_pages_render_while_the_backend_is_down(backend: BackendConfig, deleter:
 def test_the_stats_page_shows_cluster_and_process_figures(
     backend: BackendConfig, deleter: Client
 ) -> None:
-    from keyedcache.stats import counters
+    from keyedcache.counters import counters
 
     counters.reset()
     fill(["product::1", "product::2"])
@@ -559,7 +563,7 @@ def test_the_chart_geometry() -> None:
         for i in range(60)
     ]
     series[30]["calls"] = series[30]["hits"] = 0  # a quiet minute breaks the hit-rate line
-    chart = views.build_chart(series)
+    chart = build_chart(series)
     assert len(chart["bars"]) == 60
     assert max(bar["height"] for bar in chart["bars"]) <= chart["plot_height"]
     assert len(chart["lines"]) == 2 and chart["lines"][0].startswith("M ")
@@ -567,16 +571,16 @@ def test_the_chart_geometry() -> None:
     assert chart["y_ticks"][-1]["calls"] == "600"
     assert len(chart["x_ticks"]) == 6
     assert not chart["empty"]
-    empty = views.build_chart([{"minute": minute, "calls": 0}])
+    empty = build_chart([{"minute": minute, "calls": 0}])
     assert empty["empty"] and empty["lines"] == [] and empty["dots"] == []
 
 
 def test_read_stats_survives_an_unexpected_shape() -> None:
-    with mock.patch.object(views, "cluster_stats", lambda: {"totals": {"calls": "x"}}):
-        figures = views.read_stats()
+    with mock.patch.object(overview, "cluster_stats", lambda: {"totals": {"calls": "x"}}):
+        figures = overview.read_stats()
     assert figures["totals"] == {} and figures["series"] == [] and not figures["cluster"]
-    with mock.patch.object(views, "cluster_stats", mock.Mock(side_effect=RuntimeError)):
-        assert views.read_stats()["process"] == {}
+    with mock.patch.object(overview, "cluster_stats", mock.Mock(side_effect=RuntimeError)):
+        assert overview.read_stats()["process"] == {}
 
 
 # -- secrets ----------------------------------------------------------------------------------
@@ -594,7 +598,7 @@ def test_read_stats_survives_an_unexpected_shape() -> None:
     ],
 )
 def test_locations_are_masked(location: Any, shown: str | None) -> None:
-    masked = views.mask_location(location)
+    masked = mask_location(location)
     assert "s3cret" not in masked
     if shown is not None:
         assert masked == shown
@@ -611,11 +615,11 @@ def test_options_are_masked() -> None:
         "CONNECTION_POOL_KWARGS": {"ssl_keyfile": "/k", "auth_token": "s3cret"},
         "url": "redis://u:s3cret@h",
     }
-    shown = dict(views.mask_options(options))
+    shown = dict(mask_options(options))
     assert "s3cret" not in repr(shown)
-    assert shown["password"] == shown["PASSWORD"] == views.MASK
+    assert shown["password"] == shown["PASSWORD"] == MASK
     assert shown["username"] == "app" and shown["socket_timeout"] == "2"
-    assert shown["CONNECTION_POOL_KWARGS.auth_token"] == views.MASK
+    assert shown["CONNECTION_POOL_KWARGS.auth_token"] == MASK
     assert shown["url"] == "redis://********@h"
 
 
@@ -785,7 +789,7 @@ def test_every_delete_is_logged_with_the_user(
 def test_the_dashboard_does_not_count_as_cache_traffic(
     backend: BackendConfig, deleter: Client
 ) -> None:
-    from keyedcache.stats import counters
+    from keyedcache.counters import counters
 
     fill(TREE)
     before = counters.snapshot()

@@ -95,6 +95,30 @@ class Adapter:
         body = stored[len(self.namespace) + 1 :]
         return None if keys.DIGEST_MARK in body else body
 
+    def names_of_stored(self, stored_keys: Iterable[str]) -> Iterator[str]:
+        """Logical keys of storage keys: read back from the key itself, or, for digested
+        keys, from their envelopes (one batched read per 500 of them)."""
+        digested: list[str] = []
+        for stored in stored_keys:
+            name = self.logical_key(stored)
+            if name is not None:
+                yield name
+                continue
+            digested.append(stored)
+            if len(digested) >= 500:
+                yield from self.names_in_entries(digested)
+                digested = []
+        if digested:
+            yield from self.names_in_entries(digested)
+
+    def names_in_entries(self, stored_keys: list[str]) -> Iterator[str]:
+        """Logical keys of digested storage keys, read from their envelopes."""
+        found = self.cache.get_many(stored_keys)
+        for stored in stored_keys:
+            entry = entry_of(found.get(stored, NO_VALUE))
+            if entry is not None and entry.key is not None:
+                yield entry.key
+
     def resolve_timeout(self, timeout: Any) -> float | None:
         """Turn Django's DEFAULT_TIMEOUT into the alias's default, in seconds."""
         if timeout is DEFAULT_TIMEOUT:
@@ -233,26 +257,7 @@ class EnumeratingAdapter(Adapter):
         self.cache.delete_many(stored_keys)
 
     def list_keys(self, stored_prefix: str) -> Iterator[str]:
-        batch: list[str] = []
-        for stored in self.scan(stored_prefix):
-            name = self.logical_key(stored)
-            if name is not None:
-                yield name
-                continue
-            batch.append(stored)
-            if len(batch) >= 500:
-                yield from self._names_of(batch)
-                batch = []
-        if batch:
-            yield from self._names_of(batch)
-
-    def _names_of(self, stored_keys: list[str]) -> Iterator[str]:
-        """Logical keys of digested storage keys, read from their envelopes."""
-        found = self.cache.get_many(stored_keys)
-        for stored in stored_keys:
-            entry = entry_of(found.get(stored, NO_VALUE))
-            if entry is not None and entry.key is not None:
-                yield entry.key
+        return self.names_of_stored(self.scan(stored_prefix))
 
     def delete_subtree(self, key: str) -> list[str] | None:
         targets = set(self.scan(f"{self._subtree_root(key)}{keys.KEY_DELIM}"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import pickle
 import socket
 import tempfile
@@ -219,20 +218,9 @@ class MemcachedAdapter(GenerationalAdapter):
                 for made in self._metadump(server, wanted):
                     spool.write(made[len(made_prefix) :].encode() + b"\n")
             spool.seek(0)
-            digested: list[str] = []
-            for line in spool:
-                stored = line[:-1].decode()
-                name = self.logical_key(stored)
-                if name is not None:
-                    yield name
-                    continue
-                digested.append(stored)
-                if len(digested) >= 500:
-                    yield from self._names_in_entries(digested)
-                    digested = []
-            yield from self._names_in_entries(digested)
+            yield from self.names_of_stored(line[:-1].decode() for line in spool)
 
-    def _names_in_entries(self, stored_keys: list[str]) -> Iterator[str]:
+    def names_in_entries(self, stored_keys: list[str]) -> Iterator[str]:
         """Logical keys of digested storage keys, read from their envelopes."""
         if not stored_keys:
             return

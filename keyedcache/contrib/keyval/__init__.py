@@ -1,12 +1,8 @@
 """keyedcache.contrib.keyval: persistent named key-value stores read through the cache."""
 
+from keyedcache.contrib.keyval.limits import MAX_KEY_LENGTH, MAX_STORE_LENGTH
 from keyedcache.contrib.keyval.records import Field, Record
-from keyedcache.contrib.keyval.store import (
-    MAX_KEY_LENGTH,
-    MAX_STORE_LENGTH,
-    DisconnectedError,
-    KeyVal,
-)
+from keyedcache.contrib.keyval.store import DisconnectedError, KeyVal
 
 __all__ = [
     "MAX_KEY_LENGTH",

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import models
 
-from keyedcache.contrib.keyval.store import MAX_KEY_LENGTH, MAX_STORE_LENGTH
+from keyedcache.contrib.keyval.limits import MAX_KEY_LENGTH, MAX_STORE_LENGTH
 
 
 class KeyValEntry(models.Model):

@@ -7,13 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from keyedcache.contrib.keyval.backends import Backend, get_backend
+from keyedcache.contrib.keyval.limits import MAX_KEY_LENGTH, MAX_STORE_LENGTH
 
-#: Longest store name (characters). Store and key together stay within the
-#: index-entry limits of PostgreSQL (about 2,700 bytes) and MySQL/InnoDB
-#: (3,072 bytes) at four bytes per character.
-MAX_STORE_LENGTH = 128
-#: Longest key (characters).
-MAX_KEY_LENGTH = 512
 #: Pickle protocol of stored values: every supported Python reads it.
 PICKLE_PROTOCOL = 5
 

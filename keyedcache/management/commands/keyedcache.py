@@ -23,18 +23,18 @@ import sys
 import types
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.test.utils import override_settings
 
 import keyedcache
-from keyedcache.store import DEFAULT_NAMESPACE, KeyedCache, default_cache
+from keyedcache import conf
+from keyedcache.exceptions import NotCachedError
+from keyedcache.registry import get_cache
 
 #: Exit status for "not found" / "cannot", and for bad arguments.
 FAILED, USAGE = 1, 2
-_MISSING: Any = object()
 
 
 def jsonable(value: Any) -> Any:
@@ -149,7 +149,7 @@ class Command(BaseCommand):
         action: str = options["action"]
         self.as_json: bool = options["json"]
         self.verbosity: int = options["verbosity"]
-        configured = getattr(settings, "KEYEDCACHE_ALIAS", "default")
+        configured = conf.alias()
         self.alias: str = options.get("alias") or configured
         if self.alias not in settings.CACHES:
             known = ", ".join(repr(a) for a in settings.CACHES) or "none"
@@ -160,16 +160,9 @@ class Command(BaseCommand):
             if name in options and not options[name]:
                 raise CommandError(f"{action}: {name.upper()} must not be empty", returncode=USAGE)
         if action == "stats":
-            self.do_stats(configured)
+            self.do_stats()
             return
-        self.store = (
-            default_cache()
-            if self.alias == configured
-            else KeyedCache(
-                self.alias,
-                namespace=getattr(settings, "KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE),
-            )
-        )
+        self.store = get_cache(self.alias)
         if not self.store.enabled:
             raise CommandError(
                 f"cache alias {self.alias!r} does not cache (dummy backend or TIMEOUT 0)",
@@ -195,17 +188,13 @@ class Command(BaseCommand):
 
     # -- subcommands ------------------------------------------------------------------
 
-    def do_stats(self, configured: str) -> None:
+    def do_stats(self) -> None:
         """Print keyedcache.stats() (or, where it does not exist, this process's counters)."""
         report = getattr(keyedcache, "stats", None)
         if callable(report) and not isinstance(report, types.ModuleType):
-            if self.alias != configured:
-                with override_settings(KEYEDCACHE_ALIAS=self.alias):
-                    data = report()
-            else:
-                data = report()
+            data = report(alias=self.alias)
         else:
-            from keyedcache.stats import counters
+            from keyedcache.counters import counters
 
             data = {"process": {"counters": counters.snapshot()}, "cluster": False}
         if self.as_json:
@@ -224,8 +213,9 @@ class Command(BaseCommand):
             self.stderr.write(f"{len(keys)} key(s) matching {pattern!r}")
 
     def do_get(self, key: str, **options: Any) -> None:
-        value = self.store.get(key, _MISSING)
-        if value is _MISSING:
+        try:
+            value = self.store.get(key)
+        except NotCachedError:
             self.not_cached(key)
         data = {
             "key": key,
@@ -249,7 +239,7 @@ class Command(BaseCommand):
     def do_delete(self, key: str, children: bool, **options: Any) -> None:
         deleted = self.store.delete(key, children=children)
         # Generation-token backends drop a subtree without listing it.
-        exact = not children or self.store.adapter.enumerates
+        exact = not children or self.store.enumerates
         if not deleted:
             text = f"nothing was cached under {key!r}"
             if children and not exact:
@@ -295,14 +285,14 @@ class Command(BaseCommand):
             )
         answer = input(
             f"Delete every keyedcache entry of cache alias {self.alias!r} "
-            f"({self.store.adapter.name})? Other data in that cache stays. [y/N] "
+            f"({self.store.adapter_name})? Other data in that cache stays. [y/N] "
         )
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandError("clear cancelled; nothing was deleted", returncode=FAILED)
 
     def do_clear(self, **options: Any) -> None:
         count: int | None = None
-        if self.store.adapter.enumerates:
+        if self.store.enumerates:
             # Listed and deleted in batches (a progress bar); delete_all then
             # takes whatever the listing could not name.
             bar = self.progress("clearing")
@@ -321,7 +311,7 @@ class Command(BaseCommand):
         )
         self.emit({"alias": self.alias, "cleared": True, "deleted": count}, text)
 
-    def not_cached(self, key: str) -> None:
+    def not_cached(self, key: str) -> NoReturn:
         if self.as_json:
             self.stdout.write(dump_json({"key": key, "found": False}))
         raise CommandError(

@@ -1,0 +1,149 @@
+"""The delete page: one key, a key and its subtree, a glob pattern, or every entry; logged."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_http_methods
+
+from keyedcache.cache import KeyedCache
+from keyedcache.dashboard.access import DELETE_PERMISSION, can_delete, staff_member_only
+from keyedcache.dashboard.context import page_context
+from keyedcache.dashboard.formatting import number, shown
+from keyedcache.forms import DELETE_FORMS, make_form
+from keyedcache.keys import glob_literal
+from keyedcache.registry import default_cache
+
+log = logging.getLogger("keyedcache")
+
+
+def _count(store: KeyedCache, patterns: list[str]) -> int | None:
+    """How many keys match the globs (a count taken before a delete), None if unknown."""
+    try:
+        return sum(sum(1 for _ in store.iter_keys(pattern)) for pattern in patterns)
+    except NotImplementedError:
+        return None
+
+
+def _keys(count: int | None) -> str:
+    if count is None:
+        return "an unknown number of keys (this backend cannot count them)"
+    return "1 key" if count == 1 else f"{number(count)} keys"
+
+
+def perform_delete(store: KeyedCache, action: str, data: dict[str, Any]) -> tuple[int | None, str]:
+    """Carry out one delete; return (keys deleted or None if unknown, what was deleted).
+
+    Backends that list keys report exactly what they deleted; on the others
+    (memcached, file-based) the keys are counted just before the delete.
+    Raises NotImplementedError for a pattern delete on a backend that cannot list keys.
+    """
+    exact = store.enumerates
+    if action == "key":
+        key = data["key"]
+        if data.get("children"):
+            before = (
+                None if exact else _count(store, [glob_literal(key), glob_literal(key) + "::*"])
+            )
+            deleted = store.delete(key, children=True)
+            return (len(deleted) if exact else before), f"“{shown(key)}” and every key below it"
+        return len(store.delete(key)), f"“{shown(key)}”"
+    if action == "pattern":
+        pattern = data["pattern"]
+        return store.delete_pattern(pattern), f"the keys matching “{shown(pattern)}”"
+    if action == "all":
+        before = None if exact else _count(store, ["*"])
+        deleted = store.delete_all()
+        return (len(deleted) if exact else before), "every keyedcache entry"
+    raise ValueError(f"unknown delete action {action!r}")
+
+
+def _safe_next(request: HttpRequest, target: str) -> str | None:
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return None
+
+
+def _initial(request: HttpRequest) -> dict[str, Any]:
+    """Pre-filled key and pattern forms from the query string (never the delete-all form)."""
+    initial: dict[str, Any] = {}
+    for name in ("key", "pattern", "next"):
+        if name in request.GET:
+            initial[name] = request.GET[name]
+    if request.GET.get("children") in ("on", "1", "true"):
+        initial["children"] = True
+    return initial
+
+
+@staff_member_only
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def delete_page(request: HttpRequest) -> HttpResponse:
+    """Delete a key, a key and its subtree, the keys matching a glob, or everything.
+
+    GET only shows the forms. A POST needs the delete permission, deletes,
+    logs who deleted what, and redirects with a message saying how many keys went.
+    """
+    store = default_cache()
+    initial = _initial(request)
+    bound: dict[str, Any] = {}
+    status = 200
+    if request.method == "POST":
+        if not can_delete(request):
+            raise PermissionDenied("Deleting cache keys needs the permission " + DELETE_PERMISSION)
+        action = request.POST.get("action", "")
+        if action not in DELETE_FORMS:
+            messages.error(request, "Choose what to delete: a key, a pattern or every entry.")
+            status = 400
+        else:
+            form = make_form(action, data=request.POST)
+            if form.is_valid():
+                try:
+                    count, what = perform_delete(store, action, form.cleaned_data)
+                except NotImplementedError:
+                    form.add_error(
+                        None,
+                        "This cache backend cannot list its keys, so it cannot delete by pattern.",
+                    )
+                else:
+                    log.info(
+                        "keyedcache: %s deleted %s (%s) from cache alias %r",
+                        request.user.get_username() or f"user #{request.user.pk}",
+                        what,
+                        _keys(count),
+                        store.alias,
+                    )
+                    if count == 0:
+                        messages.warning(request, f"Deleted 0 keys: nothing was cached for {what}.")
+                    else:
+                        messages.success(request, f"Deleted {_keys(count)}: {what}.")
+                    target = _safe_next(request, form.cleaned_data.get("next") or "")
+                    return HttpResponseRedirect(target or reverse("keyedcache_delete"))
+            bound[action] = form
+    forms_by_action = {
+        action: bound.get(action) or make_form(action, initial=initial) for action in DELETE_FORMS
+    }
+    context = page_context(
+        request,
+        "Delete cache keys",
+        "delete",
+        key_form=forms_by_action["key"],
+        pattern_form=forms_by_action["pattern"],
+        all_form=forms_by_action["all"],
+        enumerates=store.enumerates,
+        adapter=store.adapter_name,
+        permission=DELETE_PERMISSION,
+    )
+    return render(request, "keyedcache/delete.html", context, status=status)
