@@ -120,9 +120,9 @@ def key_set(count: int) -> list[str]:
 
 
 def fill(alias: str, keys: list[str]) -> float:
-    from keyedcache.store import KeyedCache
+    from keyedcache.registry import get_cache
 
-    store = KeyedCache(alias)
+    store = get_cache(alias)
     start = time.perf_counter()
     for begin in range(0, len(keys), 1000):
         batch = keys[begin : begin + 1000]

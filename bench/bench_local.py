@@ -37,9 +37,9 @@ def main() -> None:
             }
         )
         from django.core.cache import caches
-        from keyedcache.stats import counters
 
         import keyedcache
+        from keyedcache.counters import counters
         from keyedcache.local import request_cache
 
         value = {"name": "Widget", "price": "9.99"}

@@ -150,11 +150,10 @@ def main() -> None:
             }
         }
     )
-    from keyedcache.stats import counters
-    from keyedcache.store import KeyedCache
-
     import keyedcache
-    from keyedcache import store as store_module
+    from keyedcache import api as api_module
+    from keyedcache.cache import KeyedCache
+    from keyedcache.counters import counters
     from keyedcache.local import request_cache
 
     store = keyedcache.default_cache()
@@ -191,7 +190,7 @@ def main() -> None:
         return lambda: cache.get(next(keys))
 
     def public(cache: KeyedCache) -> Callable[[], Any]:
-        cache_get = recompiled(store_module.cache_get, _default=cache)
+        cache_get = recompiled(api_module.cache_get, _default=[cache])
         return lambda: cache_get("product", 123)
 
     results: dict[str, dict[str, float]] = {}

@@ -55,7 +55,8 @@ def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
     `flush=True` this process writes its record first. When the records
     cannot be read (outage, a backend that cannot list keys), the totals are
     this process's and `cluster` is False. Everything returned is plain,
-    JSON-able data; times are Unix timestamps.
+    JSON-able data; times are Unix timestamps. `alias` reads the records kept
+    in that cache alias instead of KEYEDCACHE_ALIAS's.
     """
     if flush:
         reporter.flush(blocking=True)
@@ -64,11 +65,12 @@ def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
     mine["flushed"] = reporter.flushed
     records = [mine]
     cluster = False
-    alias = namespace = None
+    where: str | None = None
+    namespace: str | None = None
     try:
         target = stats_cache(alias)
         if target is not None:
-            alias, namespace = target.alias, target.namespace
+            where, namespace = target.alias, target.namespace
             records += [r for r in _read_records(target) if r.get("id") != mine["id"]]
             cluster = True
     except Exception as exc:
@@ -126,7 +128,7 @@ def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
         "prefixes": table,
         "minutes": series,
         "cluster": cluster,
-        "alias": alias,
+        "alias": where,
         "namespace": namespace,
         "time": now,
     }

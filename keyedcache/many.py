@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from keyedcache.guard import Guard
 
 
-class ManyKeysMixin:
-    """Operations on many keys at once (mixed into KeyedCache; see cache.py)."""
+class CacheParts:
+    """What KeyedCache's mixins use of it (declared here for type checkers; cache.py sets it)."""
 
     adapter: Adapter
     guard: Guard
@@ -30,6 +30,10 @@ class ManyKeysMixin:
     @property
     def enabled(self) -> bool:  # pragma: no cover - KeyedCache defines it
         raise NotImplementedError
+
+
+class ManyKeysMixin(CacheParts):
+    """Operations on many keys at once (mixed into KeyedCache; see cache.py)."""
 
     def iter_keys(self, pattern: str = "*", *, strict: bool = False) -> Iterator[str]:
         """Yield the logical keys of live keyedcache entries matching glob `pattern`.

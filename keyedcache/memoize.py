@@ -6,7 +6,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
 
 from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -19,9 +19,33 @@ from keyedcache.entry import NO_VALUE, Entry, unpack
 from keyedcache.flight import Policy, SingleFlight
 from keyedcache.registry import default_cache, get_cache
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_WAIT = 30.0
+
+
+class MemoizeOptions(TypedDict, total=False):
+    """The keyword options of `cache_function` (declared once; docs/memoization.md)."""
+
+    #: Seconds an expired value stays stored and servable while one caller refreshes it (0).
+    stale: float
+    #: Refresh stale values off the caller's path (False).
+    background: bool
+    #: XFetch beta for probabilistic early refresh; None (the default) turns it off.
+    early: float | None
+    #: Longest a caller waits for another's computation (DEFAULT_WAIT seconds).
+    wait: float
+    #: Seconds a computing caller's lock lives at most (default: `wait`).
+    lock_timeout: float | None
+    #: Returns the key parts from the call's arguments (default: the arguments).
+    key: Callable[..., Any] | None
+    #: Results it returns True for are not stored.
+    unless: Callable[[Any], bool] | None
+    #: The cache alias (default: KEYEDCACHE_ALIAS).
+    alias: str | None
 
 
 class Memoized:
@@ -31,17 +55,20 @@ class Memoized:
         self,
         func: Callable[..., Any],
         length: Any = DEFAULT_TIMEOUT,
-        *,
-        stale: float = 0,
-        background: bool = False,
-        early: float | None = None,
-        wait: float = DEFAULT_WAIT,
-        lock_timeout: float | None = None,
-        key: Callable[..., Any] | None = None,
-        unless: Callable[[Any], bool] | None = None,
-        alias: str | None = None,
+        **options: Unpack[MemoizeOptions],
     ) -> None:
         root = function_key_root(func)
+        unknown = sorted(set(options) - set(MemoizeOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"cache_function() on {root} got unknown option(s) {unknown}")
+        stale = options.get("stale", 0)
+        background = options.get("background", False)
+        early = options.get("early")
+        wait = options.get("wait", DEFAULT_WAIT)
+        lock_timeout = options.get("lock_timeout")
+        key = options.get("key")
+        unless = options.get("unless")
+        alias = options.get("alias")
         _check_number("stale", stale, root, minimum=0)
         _check_number("wait", wait, root, minimum=0, exclusive=True)
         if early is not None:
@@ -311,30 +338,8 @@ def _async_wrapper(memo: Memoized) -> Callable[..., Any]:
 @overload
 def cache_function(length: F) -> F: ...
 @overload
-def cache_function(
-    length: Any = ...,
-    *,
-    stale: float = ...,
-    background: bool = ...,
-    early: float | None = ...,
-    wait: float = ...,
-    lock_timeout: float | None = ...,
-    key: Callable[..., Any] | None = ...,
-    unless: Callable[[Any], bool] | None = ...,
-    alias: str | None = ...,
-) -> Callable[[F], F]: ...
-def cache_function(
-    length: Any = DEFAULT_TIMEOUT,
-    *,
-    stale: float = 0,
-    background: bool = False,
-    early: float | None = None,
-    wait: float = DEFAULT_WAIT,
-    lock_timeout: float | None = None,
-    key: Callable[..., Any] | None = None,
-    unless: Callable[[Any], bool] | None = None,
-    alias: str | None = None,
-) -> Any:
+def cache_function(length: Any = ..., **options: Unpack[MemoizeOptions]) -> Callable[[F], F]: ...
+def cache_function(length: Any = DEFAULT_TIMEOUT, **options: Unpack[MemoizeOptions]) -> Any:
     """Memoize a function for `length` seconds (omitted: the alias TIMEOUT; None: forever).
 
     One caller computes a missing value while the others wait for it, in any
@@ -350,18 +355,7 @@ def cache_function(
         return cache_function()(length)
 
     def decorator(func: F) -> F:
-        memo = Memoized(
-            func,
-            length,
-            stale=stale,
-            background=background,
-            early=early,
-            wait=wait,
-            lock_timeout=lock_timeout,
-            key=key,
-            unless=unless,
-            alias=alias,
-        )
+        memo = Memoized(func, length, **options)
         if memo.is_async:
             return _async_wrapper(memo)  # type: ignore[return-value]
         return MemoizedFunction(memo)  # type: ignore[return-value]

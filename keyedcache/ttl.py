@@ -9,23 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from keyedcache.entry import NO_VALUE, NoValue, backend_timeout, unpack
 from keyedcache.local import current_scope
+from keyedcache.many import CacheParts
 
 if TYPE_CHECKING:
-    from keyedcache.backends import Adapter
     from keyedcache.entry import Entry
-    from keyedcache.guard import Guard
 
 
-class TTLMixin:
-    """Expiry operations of KeyedCache (mixed in; see cache.py for the attributes used)."""
-
-    adapter: Adapter
-    guard: Guard
-    scope_id: str
-
-    @property
-    def enabled(self) -> bool:  # pragma: no cover - KeyedCache defines it
-        raise NotImplementedError
+class TTLMixin(CacheParts):
+    """Expiry operations of KeyedCache (mixed in; see cache.py)."""
 
     def get_entry(self, key: str) -> Entry | None:  # pragma: no cover - KeyedCache defines it
         raise NotImplementedError

@@ -23,6 +23,18 @@ MAX_KEY_LENGTH = 250
 Timeout = float | None
 
 
+def in_batches(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    """`items` in lists of at most `size`, so one backend call serves each list."""
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class Adapter:
     """Stores keyedcache entries in one Django cache alias.
 
@@ -104,6 +116,7 @@ class Adapter:
             if name is not None:
                 yield name
                 continue
+            # Streamed: resolve every 500 digested keys rather than keep them all.
             digested.append(stored)
             if len(digested) >= 500:
                 yield from self.names_in_entries(digested)

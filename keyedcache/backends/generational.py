@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from keyedcache import keys
-from keyedcache.backends.base import Adapter, Timeout, entry_of
+from keyedcache.backends.base import Adapter, Timeout, entry_of, in_batches
 from keyedcache.entry import NO_VALUE
 from keyedcache.tokens import new_token
 
@@ -179,13 +179,7 @@ class GenerationalAdapter(Adapter):
         )
 
     def list_keys(self, stored_prefix: str) -> Iterator[str]:
-        batch: list[str] = []
-        for key in self.raw_keys(stored_prefix):
-            batch.append(key)
-            if len(batch) >= 500:
-                yield from self.get_many(batch)
-                batch = []
-        if batch:
+        for batch in in_batches(self.raw_keys(stored_prefix)):
             yield from self.get_many(batch)
 
 

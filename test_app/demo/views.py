@@ -10,13 +10,13 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
-from keyedcache.stats import counters
 
 import keyedcache
 from demo.forms import PriceForm
 from demo.models import Product
 from demo.reports import slow_price_report
 from demo_site.cache_config import describe_cache
+from keyedcache.counters import counters
 from keyedcache.models import find_by_id
 
 # find_by_id caches under (groupkey, pk). Using the class name as the group key

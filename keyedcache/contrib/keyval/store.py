@@ -8,6 +8,7 @@ from typing import Any
 
 from keyedcache.contrib.keyval.backends import Backend, get_backend
 from keyedcache.contrib.keyval.limits import MAX_KEY_LENGTH, MAX_STORE_LENGTH
+from keyedcache.entry import NO_VALUE
 
 #: Pickle protocol of stored values: every supported Python reads it.
 PICKLE_PROTOCOL = 5
@@ -126,10 +127,10 @@ class KeyVal:
 
     def get(self, key: str) -> Any:
         """Return the value stored under `key`; raise KeyError when there is none."""
-        data = self._backend().load(self._name, self._key(key))
-        if data is None:
+        value = self.get_default(key, NO_VALUE)
+        if value is NO_VALUE:
             raise KeyError(key)
-        return pickle.loads(data)
+        return value
 
     def get_default(self, key: str, default: Any = None) -> Any:
         """Return the value stored under `key`, or `default` when there is none."""
@@ -142,10 +143,10 @@ class KeyVal:
 
     def pop(self, key: str) -> Any:
         """Delete `key` and return its value, in one transaction; KeyError when there is none."""
-        data = self._backend().take(self._name, self._key(key))
-        if data is None:
+        value = self.pop_default(key, NO_VALUE)
+        if value is NO_VALUE:
             raise KeyError(key)
-        return pickle.loads(data)
+        return value
 
     def pop_default(self, key: str, default: Any = None) -> Any:
         """Delete `key` and return its value, in one transaction; `default` when there is none."""

@@ -73,6 +73,18 @@ def _bad(
 _FORMS_HINT = "Use 'db://', 'db://?using=<database alias>', 'cache://<cache alias>' or 'locmem://'."
 
 
+def _known_alias(url: str, alias: str | None, setting: str, check_id: str) -> str | None:
+    """`alias` if it is None or a key of settings.`setting`; else the BackendURLError."""
+    known = getattr(settings, setting)
+    if alias is not None and alias not in known:
+        raise _bad(
+            url,
+            f"{alias!r} is not an alias in settings.{setting} ({', '.join(sorted(known))}).",
+            check_id=check_id,
+        )
+    return alias
+
+
 def build_backend(url: object) -> Backend:
     """Build the backend `url` names; raise BackendURLError (ImproperlyConfigured) if it cannot."""
     if not isinstance(url, str) or "://" not in url:
@@ -102,24 +114,10 @@ def build_backend(url: object) -> Backend:
                 "names keep stores apart. To put it in another database, use "
                 "'db://?using=<database alias>'.",
             )
-        using = options.get("using")
-        if using is not None and using not in settings.DATABASES:
-            raise _bad(
-                url,
-                f"{using!r} is not an alias in settings.DATABASES "
-                f"({', '.join(sorted(settings.DATABASES))}).",
-                check_id="keyedcache.E102",
-            )
+        using = _known_alias(url, options.get("using"), "DATABASES", "keyedcache.E102")
         return DatabaseBackend(url, using, keyval_timeout())
     if scheme == "cache":
-        alias = parts.netloc or None
-        if alias is not None and alias not in settings.CACHES:
-            raise _bad(
-                url,
-                f"{alias!r} is not an alias in settings.CACHES "
-                f"({', '.join(sorted(settings.CACHES))}).",
-                check_id="keyedcache.E103",
-            )
+        alias = _known_alias(url, parts.netloc or None, "CACHES", "keyedcache.E103")
         return CacheBackend(url, alias)
     if parts.netloc:
         raise _bad(url, "locmem:// takes no location.", _FORMS_HINT)
