@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import caches
@@ -53,6 +54,8 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
         self.guard = Guard(alias)
         #: Names this cache's table in a first-level scope.
         self.scope_id = f"{alias}\x00{namespace}"
+        #: The raw stored value of a key, or NO_VALUE; a failing backend reads as NO_VALUE.
+        self._fetch: Callable[[str], Any] = self.guard.wrap("get", self.adapter.get, NO_VALUE)
 
     def __repr__(self) -> str:
         return f"<KeyedCache alias={self.alias!r} adapter={self.adapter.name!r}>"
@@ -109,10 +112,6 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
             raise NotCachedError(key)
         return default
 
-    def _fetch(self, key: str) -> Any:
-        """The raw stored value of `key`, or NO_VALUE; a failing backend reads as NO_VALUE."""
-        return self.guard.call("get", key, NO_VALUE, self.adapter.get, key)
-
     def read(self, key: str) -> tuple[Any, tuple[Any, ...] | None]:
         """Read `key` for memoization: `(value, packed)` for a fresh hit,
         `(NO_VALUE, packed)` when only a stale entry is stored, `(NO_VALUE, None)`
@@ -131,17 +130,15 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
                     counts[LOCAL_HITS] += 1
                     return value, None
         raw = self._fetch(key)
-        if is_packed(raw):
-            value = fresh_value(raw)
-            if value is not NO_VALUE:
-                counts[HITS] += 1
-                if scope is not None:
-                    scope.remember(self.scope_id, key, value)
-                return value, raw
-            counts[MISSES] += 1
-            return NO_VALUE, raw
+        value = fresh_value(raw)
+        if value is not NO_VALUE:
+            counts[HITS] += 1
+            if scope is not None:
+                scope.remember(self.scope_id, key, value)
+            return value, raw
         counts[MISSES] += 1
-        return NO_VALUE, None
+        # A stale envelope still serves single flight (stale-while-revalidate).
+        return NO_VALUE, (raw if is_packed(raw) else None)
 
     def get_entry(self, key: str) -> Entry | None:
         """Return the whole stored Entry for `key`, stale or not, or None (not counted)."""
