@@ -25,6 +25,7 @@ from keyedcache.cache import KeyedCache
 from keyedcache.cluster import deprecated_global as _deprecated_global
 from keyedcache.cluster import stats
 from keyedcache.exceptions import (
+    CacheBackendError,
     CacheNotRespondingError,
     MethodNotFinishedError,
     NotCachedError,
@@ -40,6 +41,7 @@ __version__ = "2.0.0.dev0"
 
 __all__ = [
     "KEY_DELIM",
+    "CacheBackendError",
     "CacheLock",
     "CacheNotRespondingError",
     "KeyedCache",

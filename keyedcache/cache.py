@@ -224,11 +224,13 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
 
     # -- deletes ----------------------------------------------------------
 
-    def delete(self, key: str, *, children: bool = False) -> list[str]:
+    def delete(self, key: str, *, children: bool = False, strict: bool = False) -> list[str]:
         """Delete `key` (and with `children`, every key below it); return deleted keys.
 
         Where the backend cannot list keys (memcached, file-based), a children
-        delete returns only `key` itself, if it was cached.
+        delete returns only `key` itself, if it was cached. When the backend
+        fails the delete did not happen: it returns [] (logged and counted), or
+        with `strict` raises CacheBackendError.
         """
         if not self.enabled:
             return []
@@ -240,19 +242,25 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
             else:
                 scope.remember(self.scope_id, key, NO_VALUE)
         if children:
-            return self.guard.call("delete", key, None, self.adapter.delete_subtree, key) or []
-        deleted = self.guard.call("delete", key, False, self.adapter.delete, key)
+            subtree = self.adapter.delete_subtree
+            return self.guard.call("delete", key, None, subtree, key, strict=strict) or []
+        deleted = self.guard.call("delete", key, False, self.adapter.delete, key, strict=strict)
         return [key] if deleted else []
 
-    def delete_all(self) -> list[str]:
-        """Delete every keyedcache entry in this alias, and nothing else stored there."""
+    def delete_all(self, *, strict: bool = False) -> list[str]:
+        """Delete every keyedcache entry in this alias, and nothing else stored there.
+
+        A backend failure returns [] (logged and counted), or with `strict`
+        raises CacheBackendError.
+        """
         if not self.enabled:
             return []
         counters.slots(None)[DELETES] += 1
         scope = current_scope()
         if scope is not None:
             scope.forget_all(self.scope_id)
-        return self.guard.call("delete all", "*", None, self.adapter.delete_all) or []
+        everything = self.adapter.delete_all
+        return self.guard.call("delete all", "*", None, everything, strict=strict) or []
 
     def add(self, key: str, value: Any, length: Any = DEFAULT_TIMEOUT) -> bool:
         """Store `value` only if nothing is stored under `key`; say whether it stored."""

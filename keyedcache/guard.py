@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from keyedcache.counters import ERRORS, counters
-from keyedcache.exceptions import UncacheableValueError
+from keyedcache.exceptions import CacheBackendError, UncacheableValueError
 
 log = logging.getLogger("keyedcache")
 
@@ -24,7 +24,7 @@ class Guard:
     guard, debug lines in between), counted as an error under the key's
     prefix, and answered with the caller's fallback: a miss for reads, a skip
     for writes. Callers never see the exception unless they ask for it
-    (`reraise=True`, for operations whose result must be truthful).
+    (`strict=True`: CacheBackendError, for operations whose result must be truthful).
     """
 
     __slots__ = ("_last_warning", "alias", "warn_every", "warning")
@@ -51,14 +51,17 @@ class Guard:
         fallback: F,
         func: Callable[..., T],
         *args: Any,
-        reraise: bool = False,
+        strict: bool = False,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> T | F:
         """Return `func(*args)`, or `fallback` when it raises (after `failed`).
 
-        `on_error(exc)` runs first and may raise instead (a value that cannot
-        be pickled is the caller's bug, not an outage). NotImplementedError is
-        never an outage: it says the backend cannot do the operation at all.
+        With `strict`, raise CacheBackendError (naming the alias, the operation
+        and the key) instead of returning the fallback: for callers that must
+        report truthfully whether the operation happened. `on_error(exc)` runs
+        first and may raise instead (a value that cannot be pickled is the
+        caller's bug, not an outage). NotImplementedError is never an outage:
+        it says the backend cannot do the operation at all.
         """
         try:
             return func(*args)
@@ -68,8 +71,8 @@ class Guard:
             if on_error is not None:
                 on_error(exc)
             self.failed(operation, key, exc)
-            if reraise:
-                raise
+            if strict:
+                raise CacheBackendError(self.alias, operation, key, exc) from exc
             return fallback
 
     def wrap(self, operation: str, func: Callable[[str], T], fallback: F) -> Callable[[str], T | F]:

@@ -10,6 +10,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from keyedcache.counters import DELETES, HITS, LOCAL_HITS, MISSES, SETS, counters
 from keyedcache.entry import NO_VALUE, UNSEEN, backend_timeout, fresh_value, make_entry
+from keyedcache.exceptions import CacheBackendError
 from keyedcache.guard import raise_if_unpicklable
 from keyedcache.keys import pattern_scan_prefix
 from keyedcache.local import current_scope
@@ -55,25 +56,30 @@ class ManyKeysMixin(CacheParts):
         except Exception as exc:
             self.guard.failed("list keys", pattern, exc)
             if strict:
-                raise
+                raise CacheBackendError(self.guard.alias, "list keys", pattern, exc) from exc
 
-    def keys(self, pattern: str = "*") -> list[str]:
-        """The sorted list of logical keys matching glob `pattern`."""
-        return sorted(self.iter_keys(pattern))
+    def keys(self, pattern: str = "*", *, strict: bool = False) -> list[str]:
+        """The sorted list of logical keys matching glob `pattern` (`strict`: see iter_keys)."""
+        return sorted(self.iter_keys(pattern, strict=strict))
 
     #: Keys deleted per backend call by `delete_pattern`.
     delete_batch = 500
 
     def delete_pattern(
-        self, pattern: str, *, progress: Callable[[int, int], object] | None = None
+        self,
+        pattern: str,
+        *,
+        progress: Callable[[int, int], object] | None = None,
+        strict: bool = False,
     ) -> int:
         """Delete every entry whose key matches glob `pattern`; return how many.
 
         The matching keys are listed first, then deleted in batches (one
         backend call per batch where the backend allows); `progress(done,
-        total)` is called after each batch.
+        total)` is called after each batch. With `strict`, a failed listing or
+        batch raises CacheBackendError (batches deleted before it stay deleted).
         """
-        doomed = list(self.iter_keys(pattern))
+        doomed = list(self.iter_keys(pattern, strict=strict))
         scope = current_scope()
         deleted = 0
         for start in range(0, len(doomed), self.delete_batch):
@@ -81,7 +87,9 @@ class ManyKeysMixin(CacheParts):
             if scope is not None:
                 for key in batch:
                     scope.remember(self.scope_id, key, NO_VALUE)
-            count = self.guard.call("delete", batch[0], 0, self.adapter.delete_many, batch)
+            count = self.guard.call(
+                "delete", batch[0], 0, self.adapter.delete_many, batch, strict=strict
+            )
             deleted += count
             # A batch delete tells how many, not which: keys that vanished
             # between listing and delete are rare, so count the first ones.

@@ -8,6 +8,7 @@ import pickle
 import pytest
 
 from keyedcache.counters import counters
+from keyedcache.exceptions import CacheBackendError
 from keyedcache.guard import Guard
 
 
@@ -49,12 +50,16 @@ def test_warnings_are_rate_limited_but_every_failure_is_logged(
     assert "'aliasname'" in message and "guardlog::1" in message and "ConnectionError" in message
 
 
-def test_reraise_counts_then_raises() -> None:
-    guard = Guard("default")
+def test_strict_counts_then_raises_naming_alias_operation_and_key() -> None:
+    guard = Guard("somealias")
     before = errors_of("guardraise")
-    with pytest.raises(ConnectionError):
-        guard.call("delete", "guardraise::1", None, broken, reraise=True)
+    with pytest.raises(CacheBackendError) as raised:
+        guard.call("delete", "guardraise::1", None, broken, strict=True)
     assert errors_of("guardraise") == before + 1
+    error = raised.value
+    assert (error.alias, error.operation, error.key) == ("somealias", "delete", "guardraise::1")
+    assert isinstance(error.__cause__, ConnectionError)
+    assert "somealias" in str(error) and "guardraise::1" in str(error)
 
 
 def test_on_error_may_raise_instead_of_the_fallback() -> None:
