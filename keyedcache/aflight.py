@@ -89,17 +89,19 @@ class AsyncSingleFlight:
         self, key: str, compute: Callable[[], Awaitable[Any]], token: str, seen: Entry | None
     ) -> Any:
         try:
-            latest = await self.source.load(key)
+            latest, basis = await self.source.load_basis(key)
             if _written_since(latest, seen, self.clock()):
                 return latest.value  # type: ignore[union-attr]
-            return await self._compute_and_save(key, compute)
+            return await self._compute_and_save(key, compute, basis)
         finally:
             await self.source.release(key, token)
 
-    async def _compute_and_save(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def _compute_and_save(
+        self, key: str, compute: Callable[[], Awaitable[Any]], basis: Any = None
+    ) -> Any:
         started = time.perf_counter()
         value = await compute()
-        await self.source.save(key, value, time.perf_counter() - started)
+        await self.source.save(key, value, time.perf_counter() - started, basis)
         return value
 
     async def _fill(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:

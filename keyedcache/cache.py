@@ -11,7 +11,7 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.dummy import DummyCache
 
-from keyedcache.backends import Adapter, build_adapter
+from keyedcache.backends import StampedAdapter, Undecodable, build_adapter
 from keyedcache.counters import DELETES, HITS, LOCAL_HITS, MISSES, SETS, counters
 from keyedcache.entry import (
     NO_VALUE,
@@ -24,17 +24,19 @@ from keyedcache.entry import (
     unpack,
 )
 from keyedcache.exceptions import CacheNotRespondingError, NotCachedError
+from keyedcache.fills import FillsMixin
 from keyedcache.guard import Guard, raise_if_unpicklable
 from keyedcache.local import current_scope
 from keyedcache.lock import DEFAULT_LOCK_TIMEOUT, CacheLock
 from keyedcache.many import ManyKeysMixin
 from keyedcache.ttl import TTLMixin
+from keyedcache.validation import checked_length
 
 #: keyedcache on or off in this process (`cache_enable`); a list so it is shared, not rebound.
 switch = [True]
 
 
-class KeyedCache(ManyKeysMixin, TTLMixin):
+class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
     """keyedcache's operations on one Django cache alias.
 
     Reads that fail because the backend is down are misses, writes that fail
@@ -49,7 +51,7 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
         backend = caches[alias]
         #: False when the alias cannot cache: the dummy backend or TIMEOUT 0.
         self.backend_enabled = not isinstance(backend, DummyCache) and backend.default_timeout != 0
-        self.adapter: Adapter = build_adapter(alias, namespace)
+        self.adapter: StampedAdapter = build_adapter(alias, namespace)
         #: The one door of every backend call (see guard.py).
         self.guard = Guard(alias)
         #: Names this cache's table in a first-level scope.
@@ -74,7 +76,11 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
 
     @property
     def enumerates(self) -> bool:
-        """True when keys can be listed from the backend itself (deletes report exact keys)."""
+        """True when the backend can list its keys cheaply itself (a scan, a query, a dict).
+
+        Deletes never list: a children delete reports the key itself, a
+        delete-all reports nothing, on every backend (both are O(1)).
+        """
         return self.adapter.enumerates
 
     def storage_key(self, key: str) -> str:
@@ -93,13 +99,16 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
         if self.backend_enabled and switch[0]:
             counts = counters.slots(key)
             scope = current_scope()
+            raw = None
             if scope is None:
-                value = fresh_value(self._fetch(key))
+                raw = self._fetch(key)
+                value = fresh_value(raw)
             else:
                 table = scope.tables.get(self.scope_id)
                 value = UNSEEN if table is None else table.get(key, UNSEEN)
                 if value is UNSEEN:
-                    value = fresh_value(self._fetch(key))
+                    raw = self._fetch(key)
+                    value = fresh_value(raw)
                     scope.remember(self.scope_id, key, value)
                 elif value is not NO_VALUE:
                     counts[LOCAL_HITS] += 1
@@ -108,6 +117,8 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
                 counts[HITS] += 1
                 return value
             counts[MISSES] += 1
+            if type(raw) is Undecodable:
+                self.guard.decode_failed(key, raw.error)
         if default is NO_VALUE:
             raise NotCachedError(key)
         return default
@@ -137,6 +148,8 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
                 scope.remember(self.scope_id, key, value)
             return value, raw
         counts[MISSES] += 1
+        if type(raw) is Undecodable:
+            self.guard.decode_failed(key, raw.error)
         # A stale envelope still serves single flight (stale-while-revalidate).
         return NO_VALUE, (raw if is_packed(raw) else None)
 
@@ -170,7 +183,7 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
         """Cache `value` under `key` for `length` seconds (None: forever; 0: expire now)."""
         if not self.enabled:
             return
-        timeout = self.adapter.resolve_timeout(length)
+        timeout = self.adapter.resolve_timeout(checked_length(length, key))
         self.set_entry(key, make_entry(value, timeout, key=self.adapter.key_to_keep(key)), timeout)
 
     def set_entry(self, key: str, entry: Entry, timeout: float | None) -> None:
@@ -215,11 +228,10 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
 
         Entries of this kind need no subtree deletes, so on backends that
         guard entries with generation tokens the tokens get one fixed value
-        (see `Adapter.pin_generations`).
+        (see `StampedAdapter.set_pinned`).
         """
-        self.adapter.pin_generations(key)
         entry = make_entry(value, ttl, key=self.adapter.key_to_keep(key))
-        self.adapter.set(key, entry.pack(), ttl)
+        self.adapter.set_pinned(key, entry.pack(), ttl)
         return True
 
     # -- deletes ----------------------------------------------------------
@@ -266,7 +278,7 @@ class KeyedCache(ManyKeysMixin, TTLMixin):
         """Store `value` only if nothing is stored under `key`; say whether it stored."""
         if not self.enabled:
             return False
-        timeout = self.adapter.resolve_timeout(length)
+        timeout = self.adapter.resolve_timeout(checked_length(length, key))
         added = self.add_entry(
             key, make_entry(value, timeout, key=self.adapter.key_to_keep(key)), timeout
         )

@@ -11,6 +11,8 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from keyedcache.validation import MAX_SECONDS, MAX_TEXT, is_number
+
 #: Defaults of the settings (docs/api.md lists them all).
 DEFAULT_ALIAS = "default"
 DEFAULT_NAMESPACE = "keyedcache"
@@ -56,8 +58,10 @@ def seconds(name: str, default: float) -> float | None:
     value = _get(name, default)
     if value is None or value is False:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds or None, got {value!r}")
+    if not is_number(value) or not 0 <= value <= MAX_SECONDS:  # NaN fails the comparison
+        raise ValueError(
+            f"{name} must be None or a number of seconds from 0 to {MAX_TEXT}, got {value!r}"
+        )
     return float(value) or None
 
 

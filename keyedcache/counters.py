@@ -25,6 +25,7 @@ COUNTER_NAMES = (
     "errors",
     "executions",
     "wait_timeouts",
+    "decode_errors",
 )
 (
     CALLS,
@@ -36,6 +37,7 @@ COUNTER_NAMES = (
     ERRORS,
     EXECUTIONS,
     WAIT_TIMEOUTS,
+    DECODE_ERRORS,
 ) = range(len(COUNTER_NAMES))
 _INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 _WIDTH = len(COUNTER_NAMES)

@@ -28,8 +28,16 @@ class Source(Protocol):
     def load(self, key: str) -> Entry | None:
         """The stored entry, fresh or stale, or None."""
 
-    def save(self, key: str, value: Any, cost: float) -> None:
-        """Store a computed value that took `cost` seconds."""
+    def load_basis(self, key: str) -> tuple[Entry | None, Any]:
+        """`load`, plus an opaque basis read before computing, for `save`."""
+
+    def save(self, key: str, value: Any, cost: float, basis: Any = None) -> None:
+        """Store a computed value that took `cost` seconds.
+
+        `basis` is what `load_basis` returned before the computation: storage
+        uses it so that a value computed before an invalidation is never
+        stored as current. None: computed without such a read.
+        """
 
     def acquire(self, key: str, token: str) -> bool | None:
         """Take the key's lock; False when someone holds it, None when storage is down."""
@@ -42,7 +50,8 @@ class AsyncSource(Protocol):
     """The async twin of Source."""
 
     async def load(self, key: str) -> Entry | None: ...
-    async def save(self, key: str, value: Any, cost: float) -> None: ...
+    async def load_basis(self, key: str) -> tuple[Entry | None, Any]: ...
+    async def save(self, key: str, value: Any, cost: float, basis: Any = None) -> None: ...
     async def acquire(self, key: str, token: str) -> bool | None: ...
     async def release(self, key: str, token: str) -> None: ...
 
@@ -230,17 +239,19 @@ class SingleFlight:
         self, key: str, compute: Callable[[], Any], token: str, seen: Entry | None
     ) -> Any:
         try:
-            latest = self.source.load(key)
+            # Read before computing: what the computation starts from is the
+            # basis its result is stored under (see Source.save).
+            latest, basis = self.source.load_basis(key)
             if _written_since(latest, seen, self.clock()):
                 return latest.value  # type: ignore[union-attr]
-            return self._compute_and_save(key, compute)
+            return self._compute_and_save(key, compute, basis)
         finally:
             self.source.release(key, token)
 
-    def _compute_and_save(self, key: str, compute: Callable[[], Any]) -> Any:
+    def _compute_and_save(self, key: str, compute: Callable[[], Any], basis: Any = None) -> Any:
         started = time.perf_counter()
         value = compute()
-        self.source.save(key, value, time.perf_counter() - started)
+        self.source.save(key, value, time.perf_counter() - started, basis)
         return value
 
     # -- nothing stored: one caller fills it, the others wait for it -------------

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from keyedcache.counters import ERRORS, counters
+from keyedcache.counters import DECODE_ERRORS, ERRORS, counters
 from keyedcache.exceptions import CacheBackendError, UncacheableValueError
 
 log = logging.getLogger("keyedcache")
@@ -27,7 +27,7 @@ class Guard:
     (`strict=True`: CacheBackendError, for operations whose result must be truthful).
     """
 
-    __slots__ = ("_last_warning", "alias", "warn_every", "warning")
+    __slots__ = ("_last_decode_warning", "_last_warning", "alias", "warn_every", "warning")
 
     #: The warning logged for a failure; fields: operation, key, alias, kind, error.
     OUTAGE_WARNING = (
@@ -43,6 +43,7 @@ class Guard:
         self.warn_every = warn_every
         self.warning = warning
         self._last_warning = -1e18
+        self._last_decode_warning = -1e18
 
     def call(
         self,
@@ -93,6 +94,27 @@ class Guard:
                 return fallback
 
         return guarded
+
+    def decode_failed(self, key: str, error: BaseException) -> None:
+        """Count and log (rate-limited) an entry that cannot be decoded: a miss, not an outage.
+
+        Its class was renamed or removed by a deploy, or its bytes are corrupt;
+        the entry is served as a miss until it is written again or deleted.
+        """
+        counters.slots(key)[DECODE_ERRORS] += 1
+        now = time.monotonic()
+        if now - self._last_decode_warning >= self.warn_every:
+            self._last_decode_warning = now
+            log.warning(
+                "keyedcache: the entry %r in cache alias %r cannot be decoded (%s: %s); "
+                "it reads as a miss until it is written again or deleted",
+                key,
+                self.alias,
+                type(error).__name__,
+                error,
+            )
+        else:
+            log.debug("keyedcache: undecodable entry %r: %r", key, error)
 
     def failed(self, operation: str, key: str | None, exc: BaseException) -> None:
         """Log (rate-limited) and count one failed backend call."""

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Protocol
 
 from keyedcache.tokens import Backoff, new_token
+from keyedcache.validation import seconds
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -49,11 +50,12 @@ class CacheLock:
         blocking: bool = True,
         blocking_timeout: float | None = None,
     ) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"cache_lock({key!r}): timeout must be a number > 0, got {timeout!r}")
+        where = f"cache_lock({key!r})"
+        self.timeout = seconds(timeout, "timeout", where, above_zero=True)
+        if blocking_timeout is not None:
+            blocking_timeout = seconds(blocking_timeout, "blocking_timeout", where)
         self.store = store
         self.key = key
-        self.timeout = float(timeout)
         self.blocking = blocking
         self.blocking_timeout = blocking_timeout
         self.token: str | None = None

@@ -14,16 +14,17 @@ from keyedcache.exceptions import CacheBackendError
 from keyedcache.guard import raise_if_unpicklable
 from keyedcache.keys import pattern_scan_prefix
 from keyedcache.local import current_scope
+from keyedcache.validation import checked_length
 
 if TYPE_CHECKING:
-    from keyedcache.backends import Adapter
+    from keyedcache.backends import StampedAdapter
     from keyedcache.guard import Guard
 
 
 class CacheParts:
     """What KeyedCache's mixins use of it (declared here for type checkers; cache.py sets it)."""
 
-    adapter: Adapter
+    adapter: StampedAdapter
     guard: Guard
     namespace: str
     scope_id: str
@@ -134,7 +135,7 @@ class ManyKeysMixin(CacheParts):
         """Store several values at once; nothing is written if any of them cannot be pickled."""
         if not self.enabled or not values:
             return
-        timeout = self.adapter.resolve_timeout(length)
+        timeout = self.adapter.resolve_timeout(checked_length(length, values))
         packed_by_key = {
             key: make_entry(value, timeout, key=self.adapter.key_to_keep(key)).pack()
             for key, value in values.items()

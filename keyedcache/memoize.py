@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
+from keyedcache import validation
 from keyedcache.aflight import AsyncSingleFlight
 from keyedcache.cache import KeyedCache
 from keyedcache.callkeys import CallKeys, function_key_root
@@ -69,15 +70,23 @@ class Memoized:
         key = options.get("key")
         unless = options.get("unless")
         alias = options.get("alias")
-        _check_number("stale", stale, root, minimum=0)
-        _check_number("wait", wait, root, minimum=0, exclusive=True)
+        where = f"cache_function on {root}"
+        length = validation.length(length, where)
+        stale = validation.seconds(stale, "stale", where)
+        wait = validation.seconds(wait, "wait", where, above_zero=True)
         if early is not None:
-            _check_number("early", early, root, minimum=0, exclusive=True)
+            early = validation.seconds(early, "early", where, above_zero=True, maximum=None)
         if lock_timeout is not None:
-            _check_number("lock_timeout", lock_timeout, root, minimum=0, exclusive=True)
+            lock_timeout = validation.seconds(lock_timeout, "lock_timeout", where, above_zero=True)
+        if validation.is_number(length) and length > 0 and length + stale > validation.MAX_SECONDS:
+            # The backend keeps the entry for length + stale seconds.
+            raise ValueError(
+                f"{where}: length + stale must be at most {validation.MAX_TEXT}; "
+                f"got {length!r} + {stale!r}"
+            )
         self.func = func
         self.length = length
-        self.stale = float(stale)
+        self.stale = stale
         self.key_func = key
         self.unless = unless
         self.alias = alias
@@ -85,8 +94,8 @@ class Memoized:
         self.keys = CallKeys(func, root, key)
         self.is_async = inspect.iscoroutinefunction(func)
         #: Seconds a lock is held at most: a holder that dies frees it after this.
-        self.lock_timeout = float(lock_timeout if lock_timeout is not None else wait)
-        policy = Policy(wait=float(wait), background=background, early=early)
+        self.lock_timeout = lock_timeout if lock_timeout is not None else wait
+        policy = Policy(wait=wait, background=background, early=early)
         hooks: dict[str, Any] = {
             "on_wait_timeout": functools.partial(_count, root, WAIT_TIMEOUTS),
             "on_refresh_error": functools.partial(_count, root, ERRORS),
@@ -108,20 +117,24 @@ class Memoized:
 
     # -- storing ----------------------------------------------------------
 
-    def save(self, cache: KeyedCache, key: str, value: Any, cost: float) -> None:
-        """Store a computed value: fresh for `length`, then stale for `stale` more seconds."""
+    def save(self, cache: KeyedCache, key: str, value: Any, cost: float, basis: Any = None) -> None:
+        """Store a computed value: fresh for `length`, then stale for `stale` more seconds.
+
+        `basis` is what `KeyedCache.load_for_fill` read before the computation:
+        if the call was invalidated meanwhile, the stored value is never served.
+        """
         if self.unless is not None and self.unless(value):
             return
         timeout = cache.adapter.resolve_timeout(self.length)
         keep = cache.adapter.key_to_keep(key)
         if timeout is None:
-            cache.set_entry(key, Entry(value, None, None, cost, keep), None)
+            cache.fill_entry(key, Entry(value, None, None, cost, keep), None, basis)
             return
         if timeout <= 0:
             return  # "expire now": nothing to keep
         now = time.time()
         entry = Entry(value, now + timeout, now + timeout + self.stale, cost, keep)
-        cache.set_entry(key, entry, timeout + self.stale)
+        cache.fill_entry(key, entry, timeout + self.stale, basis)
 
     # -- calling ----------------------------------------------------------
 
@@ -162,21 +175,23 @@ class Memoized:
     def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Compute the call now, store and return the result."""
         cache = self.store()
+        key = self.keys.key(args, kwargs)
+        basis = cache.load_for_fill(key)[1]
         started = time.perf_counter()
         value = self._run(args, kwargs)
         if cache.enabled:
-            self.save(cache, self.keys.key(args, kwargs), value, time.perf_counter() - started)
+            self.save(cache, key, value, time.perf_counter() - started, basis)
         return value
 
     async def arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The async twin of `refresh`."""
         cache = self.store()
+        key = self.keys.key(args, kwargs)
+        basis = (await sync_to_async(cache.load_for_fill)(key))[1]
         started = time.perf_counter()
         value = await self._arun(args, kwargs)
         if cache.enabled:
-            await sync_to_async(self.save)(
-                cache, self.keys.key(args, kwargs), value, time.perf_counter() - started
-            )
+            await sync_to_async(self.save)(cache, key, value, time.perf_counter() - started, basis)
         return value
 
     def invalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
@@ -188,22 +203,6 @@ def _count(root: str, counter: int) -> None:
     counters.slots(root)[counter] += 1
 
 
-def _check_number(
-    name: str, value: Any, root: str, *, minimum: float, exclusive: bool = False
-) -> None:
-    bad = (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (value <= minimum if exclusive else value < minimum)
-    )
-    if bad:
-        relation = "greater than" if exclusive else "at least"
-        raise ValueError(
-            f"cache_function({name}={value!r}) on {root}: {name} must be a number "
-            f"{relation} {minimum}."
-        )
-
-
 class _Source:
     """Single flight's view of a KeyedCache, for one memoized function."""
 
@@ -213,8 +212,11 @@ class _Source:
     def load(self, key: str) -> Entry | None:
         return self.memo.store().get_entry(key)
 
-    def save(self, key: str, value: Any, cost: float) -> None:
-        self.memo.save(self.memo.store(), key, value, cost)
+    def load_basis(self, key: str) -> tuple[Entry | None, Any]:
+        return self.memo.store().load_for_fill(key)
+
+    def save(self, key: str, value: Any, cost: float, basis: Any = None) -> None:
+        self.memo.save(self.memo.store(), key, value, cost, basis)
 
     def acquire(self, key: str, token: str) -> bool | None:
         return self.memo.store().lock_acquire(key, token, self.memo.lock_timeout)
@@ -237,8 +239,11 @@ class _AsyncSource:
     async def load(self, key: str) -> Entry | None:
         return await sync_to_async(self.sync.load)(key)
 
-    async def save(self, key: str, value: Any, cost: float) -> None:
-        await sync_to_async(self.sync.save)(key, value, cost)
+    async def load_basis(self, key: str) -> tuple[Entry | None, Any]:
+        return await sync_to_async(self.sync.load_basis)(key)
+
+    async def save(self, key: str, value: Any, cost: float, basis: Any = None) -> None:
+        await sync_to_async(self.sync.save)(key, value, cost, basis)
 
     async def acquire(self, key: str, token: str) -> bool | None:
         return await sync_to_async(self.sync.acquire)(key, token)

@@ -14,6 +14,7 @@ from django.db.models.signals import post_delete, post_save
 from keyedcache.api import cache_delete, cache_get, cache_set, is_cached
 from keyedcache.exceptions import NotCachedError
 from keyedcache.keys import cache_key
+from keyedcache.registry import default_cache
 
 log = logging.getLogger("keyedcache")
 
@@ -69,6 +70,11 @@ def _find(
         found: M = cache_get(groupkey, value)
         return found
     except NotCachedError as miss:
+        store = default_cache()
+        # Read before the query: if the row is saved or deleted meanwhile (which
+        # replaces or drops the cached copy), the copy loaded here is stored
+        # under a basis that no longer holds, and is never served.
+        basis = store.load_for_fill(miss.key)[1]
         try:
             instance = cls._default_manager.get(**lookup)
         except cls.DoesNotExist:  # type: ignore[attr-defined]
@@ -76,7 +82,7 @@ def _find(
             if raises:
                 raise
             return None
-        cache_set(miss.key, value=instance)
+        store.fill(miss.key, instance, basis)
         return instance
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from keyedcache.entry import NO_VALUE, NoValue, backend_timeout, unpack
 from keyedcache.local import current_scope
 from keyedcache.many import CacheParts
+from keyedcache.validation import checked_length
 
 if TYPE_CHECKING:
     from keyedcache.entry import Entry
@@ -32,6 +33,10 @@ class TTLMixin(CacheParts):
                 return 0
             native = entry.seconds_left()
         if isinstance(native, NoValue):
+            return 0
+        # The backend keeps an invalidated record until it is reclaimed: it has
+        # no TTL as far as callers can tell.
+        if self.get_entry(key) is None:
             return 0
         if native is None:
             return None
@@ -60,7 +65,7 @@ class TTLMixin(CacheParts):
         """Make `key` expire `length` seconds from now (None: never); say whether it existed."""
         if not self.enabled:
             return False
-        timeout = self.adapter.resolve_timeout(length)
+        timeout = self.adapter.resolve_timeout(checked_length(length, key))
         done = self.guard.call("expire", key, False, self._expire, key, timeout)
         scope = current_scope()
         if scope is not None and timeout is not None and timeout <= 0:
@@ -68,6 +73,8 @@ class TTLMixin(CacheParts):
         return bool(done)
 
     def _expire(self, key: str, timeout: float | None) -> bool:
+        if self.get_entry(key) is None:
+            return False  # not stored, or invalidated (kept until it is reclaimed)
         done = self.adapter.native_expire(key, timeout)
         if done is NotImplemented:
             return self._rewrite_expiry(key, timeout)

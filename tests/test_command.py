@@ -7,6 +7,7 @@ Most tests use call_command (a CommandError carries the exit status as
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import subprocess
@@ -14,6 +15,7 @@ import sys
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test.utils import override_settings
@@ -511,3 +513,190 @@ def test_exit_statuses_of_a_real_process(backend: BackendConfig) -> None:
     assert cache_keys() == []
     assert cache_ttl("product::1") == 0
     assert cache_delete() == []
+
+
+# -- outages: nothing that did not reach the backend is reported as done -----------------------
+
+#: Every subcommand, as run during an outage.
+OUTAGE_RUNS = {
+    "stats": ("stats",),
+    "keys": ("keys",),
+    "keys of a pattern": ("keys", "product::*"),
+    "get": ("get", "product::1"),
+    "ttl": ("ttl", "product::1"),
+    "delete": ("delete", "product::1"),
+    "delete --children": ("delete", "product::1", "--children"),
+    "delete-pattern": ("delete-pattern", "product::*"),
+    "clear": ("clear", "--yes"),
+}
+#: locmem cannot be unreachable: the `down()` fixture makes LocMemCache's methods raise,
+#: but keyedcache's locmem adapter reads its dict directly, so reads may still answer
+#: (and then must tell the truth). Its deletes go through the failing methods.
+LOCMEM_MAY_READ = {"stats", "keys", "keys of a pattern", "get", "ttl"}
+OUTAGE_BACKENDS = ("locmem", "db-sqlite", "file", "memcached", "redis")
+
+
+def assert_names_the_outage(message: str) -> None:
+    assert message.startswith("could not reach cache alias 'default': "), message
+    assert "Traceback" not in message
+
+
+@pytest.mark.backends(*OUTAGE_BACKENDS)
+def test_every_subcommand_exits_3_when_the_backend_does_not_answer(
+    backend: BackendConfig,
+) -> None:
+    write_keys()
+    truth = {name: run(*OUTAGE_RUNS[name]) for name in ("keys", "keys of a pattern", "get")}
+    with backend.down():
+        keyedcache.keyedcache_configure()
+        for name, args in OUTAGE_RUNS.items():
+            for verbosity in (1, 0):  # -v 0 hides nothing of an outage
+                out = io.StringIO()
+                try:
+                    run(*args, stdout=out, verbosity=verbosity)
+                except CommandError as error:
+                    assert error.returncode == 3, (name, str(error))
+                    assert_names_the_outage(str(error))
+                    assert out.getvalue() == "", name  # nothing printed as if it were done
+                else:
+                    assert backend.name == "locmem" and name in LOCMEM_MAY_READ, name
+                    if name in truth and verbosity:
+                        assert (out.getvalue(), "") == truth[name], name
+    keyedcache.keyedcache_configure()
+    assert cache_keys() == sorted(KEYS)  # nothing was deleted
+    assert run("get", "product::1")[0] == "v:product::1\n"  # and service resumes
+
+
+@pytest.mark.backends(*OUTAGE_BACKENDS)
+def test_json_output_carries_the_error_during_an_outage(backend: BackendConfig) -> None:
+    write_keys()
+
+    def failed_json(*args: str) -> dict[str, Any]:
+        out = io.StringIO()
+        error = fails(*args, "--json", stdout=out)
+        assert error.returncode == 3, (args, str(error))
+        data = json.loads(out.getvalue())
+        assert isinstance(data, dict) and data["alias"] == "default"
+        assert_names_the_outage(data["error"])
+        assert data["error"] == str(error)
+        return data
+
+    with backend.down():
+        keyedcache.keyedcache_configure()
+        clear = failed_json("clear", "--yes")
+        assert clear["cleared"] is False and clear["deleted"] is None
+        assert "may still be cached" in clear["error"]
+        delete = failed_json("delete", "product::1", "--children")
+        assert delete["key"] == "product::1" and delete["children"] is True
+        assert delete["deleted"] is None and delete["count"] is None
+        pattern = failed_json("delete-pattern", "product::*")
+        assert pattern["pattern"] == "product::*" and pattern["deleted"] is None
+        if backend.name != "locmem":  # see LOCMEM_MAY_READ
+            got = failed_json("get", "product::1")
+            assert got["key"] == "product::1" and got["found"] is None  # not "found": false
+            assert failed_json("ttl", "product::1")["found"] is None
+            listed = failed_json("keys", "product::*")
+            assert listed["pattern"] == "product::*" and listed["keys"] is None
+            assert "error" in failed_json("stats")
+    keyedcache.keyedcache_configure()
+    assert cache_keys() == sorted(KEYS)
+
+
+@pytest.mark.backends("redis", "memcached", "db-sqlite")
+def test_outage_messages_name_the_failure(backend: BackendConfig) -> None:
+    write_keys()
+    with backend.down():
+        keyedcache.keyedcache_configure()
+        message = str(fails("delete", "product::1"))
+        assert message.startswith("could not reach cache alias 'default': delete of 'product::1'")
+        assert "failed (" in message and "'product::1' may still be cached." in message
+        message = str(fails("get", "product::1"))
+        assert "set/get round trip" in message
+        assert message.endswith("Cannot tell whether 'product::1' is cached.")
+        message = str(fails("keys", "product::*"))
+        assert "list keys of 'product::*' failed" in message
+        assert message.endswith("No keys were listed.")
+    keyedcache.keyedcache_configure()
+
+
+@pytest.mark.backends("locmem")
+def test_a_missing_key_is_still_exit_1_when_the_backend_answers(backend: BackendConfig) -> None:
+    # The outage check on the miss path must not turn a plain miss into an error.
+    for args in (("get", "nothing::here"), ("ttl", "nothing::here")):
+        assert fails(*args).returncode == 1
+    assert run("delete", "nothing::here")[0] == "nothing was cached under 'nothing::here'\n"
+    assert run_json("delete-pattern", "nothing::*") == {"pattern": "nothing::*", "deleted": 0}
+    assert run_json("keys", "nothing::*") == []
+
+
+@pytest.mark.backends("locmem")
+def test_outage_messages_never_show_a_password(
+    backend: BackendConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyedcache.exceptions import CacheBackendError
+
+    config = backend.variant(
+        LOCATION="redis://admin:s3cret-url@127.0.0.1:9/0?password=s3cret-query",
+        OPTIONS={"password": "s3cret-option"},
+    )
+
+    def refuse(self: StoreClass, key: str, **options: Any) -> list[str]:
+        cause = ConnectionError(
+            "connecting to redis://admin:s3cret-url@127.0.0.1:9/0?password=s3cret-query "
+            "with s3cret-option refused"
+        )
+        raise CacheBackendError("default", "delete", key, cause) from cause
+
+    monkeypatch.setattr(StoreClass, "delete", refuse)
+    with override_settings(CACHES={"default": config}):
+        out = io.StringIO()
+        error = fails("delete", "product::1", "--json", stdout=out)
+    assert error.returncode == 3
+    for shown in (str(error), out.getvalue()):
+        assert "s3cret" not in shown
+        assert "redis://********@127.0.0.1:9/0?password=********" in shown
+
+
+# Not "file": with a file where its directory should be, Django's own system checks
+# fail while building the cache object, before any command runs.
+@pytest.mark.backends("redis", "memcached", "db-sqlite")
+def test_an_outage_exits_3_from_a_real_process_without_a_traceback(
+    backend: BackendConfig,
+) -> None:
+    write_keys()
+    with backend.down():
+        env = backend.env(caches=copy.deepcopy(settings.CACHES))
+        runs = {
+            "clear": manage_env(env, "clear", "--yes", "--json"),
+            "delete": manage_env(env, "delete", "product::1", "--children"),
+            "delete-pattern": manage_env(env, "delete-pattern", "product::*"),
+            "keys": manage_env(env, "keys", "--json"),
+            "get": manage_env(env, "get", "product::1"),
+        }
+        results = {
+            name: (*proc.communicate(timeout=120), proc.returncode) for name, proc in runs.items()
+        }
+    for name, (out, err, status) in results.items():
+        assert status == 3, (name, out, err)
+        assert "Traceback" not in err, (name, err)
+        last = err.splitlines()[-1]  # after the outage warnings keyedcache logs
+        assert last.startswith("CommandError: could not reach cache alias 'default': "), err
+    out, _err, _status = results["clear"]
+    data = json.loads(out)
+    assert data["cleared"] is False and data["error"].startswith("could not reach cache alias")
+    assert "error" in json.loads(results["keys"][0])
+    assert results["delete"][0] == results["delete-pattern"][0] == ""
+    assert cache_keys() == sorted(KEYS)  # nothing was deleted here either
+
+
+def manage_env(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """Start `python -m django keyedcache *args` with the child environment `env`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "keyedcache", *args],
+        cwd=ROOT,
+        env=process_env({**env, "DJANGO_SETTINGS_MODULE": "tests.settings"}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -89,7 +89,10 @@ class FakeSource:
             return None
         return self.entries.get(key)
 
-    def save(self, key: str, value: Any, cost: float) -> None:
+    def load_basis(self, key: str) -> tuple[Entry | None, Any]:
+        return self.load(key), None
+
+    def save(self, key: str, value: Any, cost: float, basis: Any = None) -> None:
         if self.down:
             return
         now = self.clock()
@@ -143,7 +146,10 @@ class AsyncFakeSource:
         await asyncio.sleep(0)  # a real backend call yields to the loop
         return self.sync.load(key)
 
-    async def save(self, key: str, value: Any, cost: float) -> None:
+    async def load_basis(self, key: str) -> tuple[Entry | None, Any]:
+        return await self.load(key), None
+
+    async def save(self, key: str, value: Any, cost: float, basis: Any = None) -> None:
         await asyncio.sleep(0)
         self.sync.save(key, value, cost)
 

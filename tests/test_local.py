@@ -38,6 +38,7 @@ from keyedcache import (
     is_cached,
 )
 from keyedcache.counters import counters
+from keyedcache.entry import NO_VALUE
 from keyedcache.local import DEFAULT_SIZE, Scope, current_scope, request_cache
 from keyedcache.middleware import RequestCacheMiddleware
 from keyedcache.threaded import start_listening, stop_listening
@@ -81,8 +82,13 @@ class Reads:
 @contextmanager
 def backend_reads() -> Iterator[Reads]:
     """Count the reads that reach the backend, by key."""
-    adapter = default_cache().adapter
-    with mock.patch.object(adapter, "get", wraps=adapter.get) as spy:
+    store = default_cache()
+    adapter = store.adapter
+    with (
+        mock.patch.object(adapter, "get", wraps=adapter.get) as spy,
+        # The store binds its guarded read once: route it through the spy too.
+        mock.patch.object(store, "_fetch", store.guard.wrap("get", adapter.get, NO_VALUE)),
+    ):
         yield Reads(spy)
 
 

@@ -8,6 +8,7 @@ never by sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import inspect
 import threading
@@ -42,7 +43,7 @@ from keyedcache import (
     iter_keys,
     request_cache,
 )
-from keyedcache.backends.generational import GenerationalAdapter
+from keyedcache.backends.stamped import StampedAdapter as GenerationalAdapter
 from keyedcache.counters import counters
 from keyedcache.entry import make_entry
 from tests.conftest import BackendConfig
@@ -664,9 +665,14 @@ def test_get_many_is_one_backend_call(backend: BackendConfig) -> None:
     keys = [f"one::{i}" for i in range(20)]
     write(keys[::2])
     django_cache = caches["default"]
+    mget = contextlib.nullcontext(None)
+    if backend.name == "redis":
+        reader = default_cache().adapter._reader()
+        mget = mock.patch.object(reader, "mget", wraps=reader.mget)
     with (
         mock.patch.object(django_cache, "get_many", wraps=django_cache.get_many) as get_many,
         mock.patch.object(django_cache, "get", wraps=django_cache.get) as get,
+        mget as raw_mget,
     ):
         found = cache_get_many(keys)
         assert cache_get_many([]) == {}
@@ -674,6 +680,9 @@ def test_get_many_is_one_backend_call(backend: BackendConfig) -> None:
     if backend.name == "locmem":
         # Reads the LocMemCache dict itself, under one hold of its lock.
         assert (get_many.call_count, get.call_count) == (0, 0)
+    elif backend.name == "redis":
+        # One MGET on the client itself (entries and their tokens together).
+        assert (raw_mget.call_count, get_many.call_count, get.call_count) == (1, 0, 0)
     else:
         # One get_many: one round trip on Redis, memcached and the database (the
         # file-based cache's get_many reads file by file).

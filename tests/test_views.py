@@ -7,6 +7,7 @@ delete); access rules, CSRF, escaping and secrets on locmem.
 
 from __future__ import annotations
 
+import html
 import logging
 import pickle
 import re
@@ -416,9 +417,9 @@ def test_the_browser_reads_at_most_the_scan_limit(
     taken: list[int] = []
     real = store.iter_keys
 
-    def counting(pattern: str = "*") -> Iterator[str]:
+    def counting(pattern: str = "*", *, strict: bool = False) -> Iterator[str]:
         taken.append(0)
-        for key in real(pattern):
+        for key in real(pattern, strict=strict):
             taken[-1] += 1
             yield key
 
@@ -504,7 +505,38 @@ def custom_key_func(key: str, key_prefix: str, version: int) -> str:
     return f"c-{key_prefix}:{version}:{key}"
 
 
-@pytest.mark.backends("redis")
+# -- outages: an error, never "nothing was cached" ------------------------------------------------
+
+OUTAGE_BACKENDS = ("locmem", "db-sqlite", "file", "memcached", "redis")
+NOT_REACHED = "could not reach cache alias 'default': "
+#: What the pages say when the backend answers and holds nothing: never during an outage.
+EMPTY_CLAIMS = (
+    "holds no keyedcache entries",
+    "No keys below",
+    "No key matches",
+    "Nothing is cached under this key",
+    "Deleted 0 keys",
+    "nothing was cached",
+)
+DELETES = [
+    {"action": "key", "key": "product::3"},
+    {"action": "key", "key": "product::3", "children": "on"},
+    {"action": "pattern", "pattern": "product::*"},
+    {"action": "all", "confirm": "DELETE"},
+]
+
+
+def page_text(response: Any) -> str:
+    """The page as a person reads it (entities decoded)."""
+    return html.unescape(response.content.decode())
+
+
+def assert_no_empty_claims(text: str, url: str) -> None:
+    for claim in EMPTY_CLAIMS:
+        assert claim not in text, (url, claim)
+
+
+@pytest.mark.backends(*OUTAGE_BACKENDS)
 def test_pages_render_while_the_backend_is_down(backend: BackendConfig, deleter: Client) -> None:
     fill(TREE)
     with backend.down():
@@ -512,11 +544,144 @@ def test_pages_render_while_the_backend_is_down(backend: BackendConfig, deleter:
         stats = deleter.get(STATS)
         assert stats.status_code == 200
         assert '<span class="kc-pill down">not responding</span>' in stats.content.decode()
-        listing = deleter.get(VIEW)
-        assert listing.status_code == 200
-        assert "The cache backend is not responding" in listing.content.decode()
-        assert deleter.get(f"{DETAIL}?key=product::3").status_code == 404
+        assert f"{NOT_REACHED}did not answer a set/get round trip" in page_text(stats)
+        assert deleter.get(DELETE).status_code == 200  # the forms
     keyedcache.keyedcache_configure()
+
+
+@pytest.mark.backends(*OUTAGE_BACKENDS)
+def test_the_key_browser_and_searches_show_the_outage(
+    backend: BackendConfig, deleter: Client
+) -> None:
+    fill(TREE)
+    urls = [VIEW, f"{VIEW}?prefix=product", f"{VIEW}?q=product::3*", f"{VIEW}?q=reviews"]
+    with backend.down():
+        keyedcache.keyedcache_configure()
+        for url in [*urls, f"{VIEW}?all=1", f"{VIEW}?prefix=nothing::here", f"{VIEW}?q=zzz"]:
+            response = deleter.get(url)
+            text = page_text(response)
+            assert_no_empty_claims(text, url)
+            if backend.name == "locmem" and response.status_code == 200:
+                # locmem cannot be unreachable: `down()` makes LocMemCache's methods
+                # raise, but its keys are listed from its dict. Then they are shown.
+                assert response.context["rows"] or "nothing" in url or "zzz" in url, url
+                continue
+            assert response.status_code == 503, url
+            assert "The cache backend is not responding, so no keys could be listed" in text
+            assert NOT_REACHED in text, url
+            assert response.context["rows"] == [], url
+    keyedcache.keyedcache_configure()
+    for url in urls:  # service resumes
+        assert deleter.get(url).status_code == 200, url
+
+
+@pytest.mark.backends(*OUTAGE_BACKENDS)
+def test_the_key_page_shows_the_outage(backend: BackendConfig, deleter: Client) -> None:
+    fill(TREE)
+    with backend.down():
+        keyedcache.keyedcache_configure()
+        for key in ("product::3", "never::written"):
+            response = deleter.get(DETAIL, {"key": key})
+            text = page_text(response)
+            assert_no_empty_claims(text, key)
+            if backend.name == "locmem" and response.status_code == 200:
+                assert response.context["value_repr"] == repr({"key": key})  # read: shown
+                continue
+            assert response.status_code == 503, key
+            assert "This key could not be read: the cache backend is not responding" in text
+            assert NOT_REACHED in text
+    keyedcache.keyedcache_configure()
+    assert deleter.get(DETAIL, {"key": "product::3"}).status_code == 200
+
+
+@pytest.mark.backends(*OUTAGE_BACKENDS)
+def test_a_delete_that_does_not_reach_the_backend_is_an_error(
+    backend: BackendConfig, deleter: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    fill(TREE)
+    caplog.set_level(logging.INFO, logger="keyedcache")
+    with backend.down():
+        keyedcache.keyedcache_configure()
+        for data in DELETES:
+            response = deleter.post(DELETE, data)
+            assert response.status_code == 503, data  # no redirect: the page says it failed
+            text = page_text(response)
+            assert_no_empty_claims(text, str(data))
+            assert "Deleted" not in text
+            [message] = messages_of(response)
+            assert message.startswith(f"The delete did not reach the cache: {NOT_REACHED}"), data
+            assert message.endswith("may still be cached; try again when the backend answers.")
+            assert message in text
+    keyedcache.keyedcache_configure()
+    lines = [r.getMessage() for r in caplog.records if r.name == "keyedcache"]
+    assert not [line for line in lines if "deleter deleted" in line]  # never logged as done
+    failed = [line for line in lines if line.startswith("keyedcache: deleter could not delete")]
+    assert len(failed) == len(DELETES)
+    assert failed[1].startswith(
+        "keyedcache: deleter could not delete “product::3” and every key below it "
+        f"from cache alias 'default': {NOT_REACHED}"
+    )
+    assert remaining(TREE) == set(TREE)  # nothing was deleted either
+
+
+@pytest.mark.backends("locmem")
+def test_outage_messages_are_escaped_and_never_show_a_password(
+    backend: BackendConfig, deleter: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyedcache.cache import KeyedCache
+    from keyedcache.exceptions import CacheBackendError, CacheNotRespondingError
+
+    url = "redis://admin:s3cret-url@127.0.0.1:9/0?password=s3cret-query"
+    config = backend.variant(LOCATION=url, OPTIONS={"password": "s3cret-option"})
+    cause = ConnectionError(f"connecting to {url} with s3cret-option refused")
+
+    def fail(self: KeyedCache, key: str, *args: Any, **kwargs: Any) -> Any:
+        raise CacheBackendError("default", "delete", key, cause) from cause
+
+    def unanswered(self: KeyedCache) -> bool:
+        raise CacheNotRespondingError(
+            f"cache alias 'default' did not answer a set/get round trip: {cause}"
+        ) from cause
+
+    fill(TREE)
+    monkeypatch.setattr(KeyedCache, "delete", fail)
+    monkeypatch.setattr(KeyedCache, "iter_keys", fail)
+    monkeypatch.setattr(KeyedCache, "require", unanswered)
+    monkeypatch.setattr(KeyedCache, "peek_many", lambda self, keys: {})
+    with override_settings(CACHES={"default": config}):
+        keyedcache.keyedcache_configure()
+        pages = [
+            deleter.get(VIEW),
+            deleter.get(VIEW, {"q": XSS}),
+            deleter.get(DETAIL, {"key": XSS}),
+            deleter.post(DELETE, {"action": "key", "key": XSS}),
+        ]
+        for response in pages:
+            assert response.status_code == 503
+            raw = response.content.decode()
+            assert "s3cret" not in raw
+            assert "<script>alert" not in raw
+            assert "redis://********@127.0.0.1:9/0?password=********" in page_text(response)
+        assert XSS_ESCAPED in pages[-1].content.decode()  # the key, in the message
+    keyedcache.keyedcache_configure()
+
+
+def test_mask_text_masks_the_secrets_of_the_alias_anywhere() -> None:
+    from keyedcache.dashboard.secrets import mask_text
+
+    config = {
+        "LOCATION": ["redis://u:pw-one@h1:6379/0", "h2:6379?db=1&auth_token=tok-two"],
+        "OPTIONS": {"PASSWORD": "opt-three", "CONNECTION_POOL_KWARGS": {"secret": b"four"}},
+    }
+    text = (
+        "failed: pw-one, tok-two, opt-three and four; other://x:y@h/?api_key=k&db=2 "
+        "while listing 'product::?' (a glob, not a query)"
+    )
+    assert mask_text(text, config) == (
+        f"failed: {MASK}, {MASK}, {MASK} and {MASK}; other://{MASK}@h/?api_key={MASK}&db=2 "
+        "while listing 'product::?' (a glob, not a query)"
+    )
+    assert mask_text("nothing secret", None) == "nothing secret"
 
 
 # -- stats ---------------------------------------------------------------------------------------

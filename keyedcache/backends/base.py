@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import pickle
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -12,10 +14,37 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_
 from django.core.exceptions import ImproperlyConfigured
 
 from keyedcache import keys
-from keyedcache.entry import NO_VALUE, Entry, is_packed, unpack
+from keyedcache.entry import NO_VALUE
 
 # memcached's limit, which Django enforces (by warning) on every backend.
 MAX_KEY_LENGTH = 250
+
+#: What decoding a stored value raises when its class is gone or its bytes are
+#: corrupt (pickle, zlib, base64). Outages raise other types (OSError,
+#: ConnectionError, the clients' own errors, DatabaseError), which the guard handles.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError,
+    AttributeError,
+    ImportError,
+    EOFError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    zlib.error,
+)
+
+
+class Undecodable:
+    """A stored value that cannot be decoded: a miss for readers, reclaimed by listings."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<undecodable: {type(self.error).__name__}: {self.error}>"
 
 
 # A resolved timeout in seconds (None: never expires); the store resolves
@@ -23,14 +52,18 @@ MAX_KEY_LENGTH = 250
 Timeout = float | None
 
 
-def in_batches(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:
-    """`items` in lists of at most `size`, so one backend call serves each list."""
+def in_batches(items: Iterable[str], size: int = 500, first: int = 10) -> Iterator[list[str]]:
+    """`items` in lists, so one backend call serves each list: `first` items, then
+    twice as many each time up to `size` (the first results of a long listing
+    come early; the later ones in big, cheap batches)."""
     batch: list[str] = []
+    limit = min(first, size)
     for item in items:
         batch.append(item)
-        if len(batch) >= size:
+        if len(batch) >= limit:
             yield batch
             batch = []
+            limit = min(limit * 2, size)
     if batch:
         yield batch
 
@@ -100,37 +133,12 @@ class Adapter:
 
     def key_to_keep(self, key: str) -> str | None:
         """The logical key to record in the envelope, or None when the storage key tells it."""
-        return key if self.keeps_keys or not self.plain_storage_key(key) else None
+        return None if self.plain_storage_key(key) else key
 
     def logical_key(self, stored: str) -> str | None:
         """Read the logical key back from a storage key, or None if it was digested."""
         body = stored[len(self.namespace) + 1 :]
         return None if keys.DIGEST_MARK in body else body
-
-    def names_of_stored(self, stored_keys: Iterable[str]) -> Iterator[str]:
-        """Logical keys of storage keys: read back from the key itself, or, for digested
-        keys, from their envelopes (one batched read per 500 of them)."""
-        digested: list[str] = []
-        for stored in stored_keys:
-            name = self.logical_key(stored)
-            if name is not None:
-                yield name
-                continue
-            # Streamed: resolve every 500 digested keys rather than keep them all.
-            digested.append(stored)
-            if len(digested) >= 500:
-                yield from self.names_in_entries(digested)
-                digested = []
-        if digested:
-            yield from self.names_in_entries(digested)
-
-    def names_in_entries(self, stored_keys: list[str]) -> Iterator[str]:
-        """Logical keys of digested storage keys, read from their envelopes."""
-        found = self.cache.get_many(stored_keys)
-        for stored in stored_keys:
-            entry = entry_of(found.get(stored, NO_VALUE))
-            if entry is not None and entry.key is not None:
-                yield entry.key
 
     def resolve_timeout(self, timeout: Any) -> float | None:
         """Turn Django's DEFAULT_TIMEOUT into the alias's default, in seconds."""
@@ -138,59 +146,58 @@ class Adapter:
             return self.default_timeout
         return None if timeout is None else float(timeout)
 
-    # -- entries ----------------------------------------------------------
+    # -- the raw layer: storage keys in, stored values out ---------------------
+    # The stamped layer (stamped.py) builds entries on these; adapters override
+    # them with faster native calls where the backend has them.
 
-    def get(self, key: str) -> Any:
-        """Return the packed envelope stored for `key`, or NO_VALUE."""
-        return self.cache.get(self.storage_key(key), NO_VALUE)
+    def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
+        """{storage key: stored value} of the stored ones; Undecodable for values that
+        cannot be decoded (their class is gone, their bytes are corrupt)."""
+        cache = self.cache
+        try:
+            return cache.get_many(stored_keys)
+        except DECODE_ERRORS:
+            pass
+        # One value spoiled the batch: read them one by one to find it. An
+        # outage raises again here (it is not a decode error) and goes to the guard.
+        found: dict[str, Any] = {}
+        for stored in stored_keys:
+            try:
+                value = cache.get(stored, NO_VALUE)
+            except DECODE_ERRORS as exc:
+                found[stored] = Undecodable(exc)
+                continue
+            if value is not NO_VALUE:
+                found[stored] = value
+        return found
 
-    def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
-        """Return {key: packed envelope} for the keys that are stored."""
-        by_storage = {self.storage_key(k): k for k in key_list}
-        found = self.cache.get_many(list(by_storage))
-        return {by_storage[s]: raw for s, raw in found.items()}
+    def raw_get_many_primary(self, stored_keys: list[str]) -> dict[str, Any]:
+        """`raw_get_many` from the primary, for what must read its own writes (tokens)."""
+        return self.raw_get_many(stored_keys)
 
-    def set(self, key: str, packed: tuple[Any, ...], timeout: Timeout) -> None:
-        """Store the packed envelope under `key` for `timeout` (Django's rules)."""
-        self.cache.set(self.storage_key(key), packed, timeout)
+    def raw_set_many(self, values: dict[str, Any], timeout: Timeout) -> None:
+        """Store every value under its storage key for `timeout` (Django's rules)."""
+        self.cache.set_many(values, timeout)
 
-    def add(self, key: str, packed: tuple[Any, ...], timeout: Timeout) -> bool:
-        """Store only when nothing is stored under `key`; say whether it stored."""
-        return bool(self.cache.add(self.storage_key(key), packed, timeout))
+    def raw_add(self, stored: str, value: Any, timeout: Timeout) -> bool:
+        """Store `value` only if nothing is stored under `stored`; say whether it stored."""
+        return bool(self.cache.add(stored, value, timeout))
 
-    def delete(self, key: str) -> bool:
-        """Delete `key` alone; say whether it was there."""
-        return bool(self.cache.delete(self.storage_key(key)))
+    def raw_delete_many(self, stored_keys: list[str]) -> None:
+        """Delete the given storage keys."""
+        if stored_keys:
+            self.cache.delete_many(stored_keys)
 
-    def delete_many(self, key_list: list[str]) -> int:
-        """Delete the given keys; return how many of them were stored.
+    def raw_touch(self, stored: str, timeout: Timeout) -> None:
+        """Give `stored` a new expiry without changing its value (nothing if it is absent)."""
+        self.cache.touch(stored, timeout)
 
-        One call per key here; adapters whose backend deletes a batch in one
-        round trip and reports the count (Redis UNLINK, one SQL DELETE) do so.
-        """
-        return sum(1 for key in key_list if self.delete(key))
-
-    def delete_subtree(self, key: str) -> list[str] | None:
-        """Delete `key` and every key below it; return the deleted keys, or None if unknown."""
-        raise NotImplementedError
-
-    def delete_all(self) -> list[str] | None:
-        """Delete every keyedcache entry (and nothing else); return keys, or None if unknown."""
-        raise NotImplementedError
-
-    #: True when every envelope must carry its logical key (listing reads it back).
-    keeps_keys = False
-
-    def list_keys(self, stored_prefix: str) -> Iterator[str]:
-        """Yield the logical keys of live entries whose storage key starts with `stored_prefix`."""
+    def scan(self, stored_prefix: str) -> Iterator[str]:
+        """Yield the storage keys that start with `stored_prefix` (live or not)."""
         raise NotImplementedError(
             f"keyedcache cannot list the keys of cache alias {self.alias!r}: its backend "
             "offers no way to enumerate keys"
         )
-
-    def set_many(self, packed_by_key: dict[str, tuple[Any, ...]], timeout: Timeout) -> None:
-        """Store several packed envelopes in one backend call where the backend allows."""
-        self.cache.set_many({self.storage_key(k): p for k, p in packed_by_key.items()}, timeout)
 
     def native_ttl(self, key: str) -> Any:
         """Seconds left as the backend itself reports them, None for never, NO_VALUE if absent.
@@ -203,13 +210,6 @@ class Adapter:
     def native_expire(self, key: str, timeout: float | None) -> Any:
         """Change the expiry of `key` natively; NotImplemented where the backend cannot."""
         return NotImplemented
-
-    def pin_generations(self, key: str) -> None:
-        """Give whatever guards `key` against subtree deletes a fixed value (nothing here).
-
-        For entries that never need a subtree delete (stats records), written
-        by many processes: see GenerationalAdapter.pin_generations.
-        """
 
     # -- locks ----------------------------------------------------------
     # Lock records are raw tokens under their own namespace: no envelope, no
@@ -254,78 +254,3 @@ class Adapter:
             return False
         self.cache.set(stored, token, self.lock_ttl(timeout))
         return True
-
-
-class EnumeratingAdapter(Adapter):
-    """An adapter whose backend can list the storage keys under a prefix."""
-
-    enumerates = True
-
-    def scan(self, stored_prefix: str) -> Iterator[str]:
-        """Yield the storage keys that start with `stored_prefix` and are not expired."""
-        raise NotImplementedError
-
-    def delete_stored(self, stored_keys: list[str]) -> None:
-        """Delete the given storage keys."""
-        self.cache.delete_many(stored_keys)
-
-    def list_keys(self, stored_prefix: str) -> Iterator[str]:
-        return self.names_of_stored(self.scan(stored_prefix))
-
-    def delete_subtree(self, key: str) -> list[str] | None:
-        targets = set(self.scan(f"{self._subtree_root(key)}{keys.KEY_DELIM}"))
-        targets.update(self.scan_exact(self.storage_key(key)))
-        targets.update(self._collapsed_descendants(key))
-        return self._delete_and_name(targets)
-
-    def delete_all(self) -> list[str] | None:
-        return self._delete_and_name(set(self.scan(f"{self.namespace}:")))
-
-    def scan_exact(self, stored: str) -> Iterator[str]:
-        """Yield `stored` if it is stored (the subtree's root itself)."""
-        if self.cache.get(stored, NO_VALUE) is not NO_VALUE:
-            yield stored
-
-    def _subtree_root(self, key: str) -> str:
-        return f"{self.namespace}:{keys.safe_path(key)}"
-
-    def _collapsed_descendants(self, key: str) -> Iterator[str]:
-        """Descendants whose storage keys were cut above `key` (only for very long keys)."""
-        root = self._subtree_root(key)
-        tail_room = len(keys.COLLAPSE_MARK) + keys.DIGEST_CHARS
-        if len(root) + len(keys.KEY_DELIM) + tail_room <= self.budget:
-            return  # every descendant's cut point lies below `key`: the scan saw them
-        path = keys.safe_path(key)
-        child_prefix = key + keys.KEY_DELIM
-        boundaries = {0} | {i + 2 for i in range(len(path)) if path.startswith("::", i)}
-        for end in sorted(boundaries):
-            head = f"{self.namespace}:{path[:end]}{keys.COLLAPSE_MARK}"
-            for stored in self.scan(head):
-                entry = unpack(self.cache.get(stored, NO_VALUE))
-                if (
-                    entry is not None
-                    and entry.key is not None
-                    and (entry.key == key or entry.key.startswith(child_prefix))
-                ):
-                    yield stored
-
-    def _delete_and_name(self, targets: set[str]) -> list[str]:
-        ordered = sorted(targets)
-        names = [self._name_of(stored) for stored in ordered]
-        for start in range(0, len(ordered), 500):
-            self.delete_stored(ordered[start : start + 500])
-        return [name for name in names if name is not None]
-
-    def _name_of(self, stored: str) -> str | None:
-        name = self.logical_key(stored)
-        if name is not None:
-            return name
-        entry = unpack(self.cache.get(stored, NO_VALUE))
-        return entry.key if entry is not None else None
-
-
-def entry_of(raw: Any) -> Entry | None:
-    """Return the Entry in a raw stored value, None for a miss or foreign data."""
-    if raw is NO_VALUE or not is_packed(raw):
-        return None
-    return unpack(raw)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.db import IntegrityError, connections, router, transaction
 from django.utils.timezone import now as tz_now
 
-from keyedcache.backends.base import EnumeratingAdapter
+from keyedcache.backends.stamped import StampedAdapter
 
 # '!' rather than '\\' as the LIKE escape: backslash means different things in
 # the string literals of SQLite, PostgreSQL and MySQL.
@@ -27,10 +27,11 @@ def like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
-class DatabaseAdapter(EnumeratingAdapter):
+class DatabaseAdapter(StampedAdapter):
     """Database cache (any Django database): keys are rows, so a prefix is a LIKE query."""
 
     name = "database"
+    enumerates = True
     fetch_size = 2000
 
     def scan(self, stored_prefix: str) -> Iterator[str]:
@@ -66,28 +67,6 @@ class DatabaseAdapter(EnumeratingAdapter):
                     # LIKE ignores case on SQLite and MySQL's usual collations.
                     if made.startswith(wanted):
                         yield made[start:]
-
-    def delete_many(self, key_list: list[str]) -> int:
-        # One DELETE per 500 keys (under every database's limit on parameters),
-        # counting the rows it removed; DatabaseCache.delete_many tells no count.
-        made_prefix = self.made_prefix
-        if made_prefix is None:
-            return super().delete_many(key_list)
-        cache = self.cache
-        connection = connections[router.db_for_write(cache.cache_model_class)]  # type: ignore[attr-defined]
-        quote = connection.ops.quote_name
-        table = quote(cache._table)  # type: ignore[attr-defined]
-        made = [made_prefix + self.storage_key(key) for key in key_list]
-        deleted = 0
-        with connection.cursor() as cursor:
-            for start in range(0, len(made), 500):
-                batch = made[start : start + 500]
-                marks = ", ".join(["%s"] * len(batch))
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE {quote('cache_key')} IN ({marks})", batch
-                )
-                deleted += max(cursor.rowcount, 0)
-        return deleted
 
     # -- locks ------------------------------------------------------------------
 

@@ -6,19 +6,21 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.cache.backends.locmem import LocMemCache
 
-from keyedcache.backends.base import EnumeratingAdapter
+from keyedcache.backends.base import DECODE_ERRORS, Undecodable
+from keyedcache.backends.stamped import StampedAdapter
 from keyedcache.entry import NO_VALUE
 
 
-class LocMemAdapter(EnumeratingAdapter):
+class LocMemAdapter(StampedAdapter):
     """Local-memory cache: one process, so "every process" is this one."""
 
     name = "locmem"
+    enumerates = True
 
     def __init__(self, alias: str, namespace: str) -> None:
         super().__init__(alias, namespace)
@@ -30,43 +32,33 @@ class LocMemAdapter(EnumeratingAdapter):
         self._expiry: dict[str, float | None] = probe._expire_info  # type: ignore[attr-defined]
         self._lock: threading.Lock = probe._lock  # type: ignore[attr-defined]
 
-    def get(self, key: str) -> Any:
+    def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
         if self.made_prefix is None:
-            return super().get(key)
-        # Same steps as LocMemCache.get, minus make_key/validate_key: keyedcache
-        # storage keys are valid by construction.
-        made = self.made_prefix + self.storage_key(key)
-        with self._lock:
-            expires = self._expiry.get(made, -1)
-            if expires is not None and expires <= time.time():
-                if expires != -1:
-                    self._data.pop(made, None)
-                    self._expiry.pop(made, None)
-                return NO_VALUE
-            pickled = self._data[made]
-            self._data.move_to_end(made, last=False)
-        return pickle.loads(pickled)
-
-    def get_many(self, key_list: Iterable[str]) -> dict[str, Any]:
-        if self.made_prefix is None:
-            return super().get_many(key_list)
-        # The steps of get for every key under one hold of the lock (Django's
-        # get_many would make, validate and lock each key on its own).
+            return super().raw_get_many(stored_keys)
+        # The steps of LocMemCache.get for every key under one hold of the lock,
+        # minus make_key/validate_key: keyedcache storage keys are valid by construction.
         prefix = self.made_prefix
-        found: dict[str, bytes] = {}
+        data, expiry = self._data, self._expiry
+        pickled: dict[str, bytes] = {}
         now = time.time()
         with self._lock:
-            for key in key_list:
-                made = prefix + self.storage_key(key)
-                expires = self._expiry.get(made, -1)
+            for stored in stored_keys:
+                made = prefix + stored
+                expires = expiry.get(made, -1)
                 if expires is not None and expires <= now:
                     if expires != -1:
-                        self._data.pop(made, None)
-                        self._expiry.pop(made, None)
+                        data.pop(made, None)
+                        expiry.pop(made, None)
                     continue
-                found[key] = self._data[made]
-                self._data.move_to_end(made, last=False)
-        return {key: pickle.loads(pickled) for key, pickled in found.items()}
+                pickled[stored] = data[made]
+                data.move_to_end(made, last=False)
+        found: dict[str, Any] = {}
+        for stored, value in pickled.items():
+            try:
+                found[stored] = pickle.loads(value)
+            except DECODE_ERRORS as exc:
+                found[stored] = Undecodable(exc)
+        return found
 
     def scan(self, stored_prefix: str) -> Iterator[str]:
         prefix = self.made_prefix
@@ -102,10 +94,14 @@ class LocMemAdapter(EnumeratingAdapter):
         if self.made_prefix is None:
             return NotImplemented
         made = self.made_prefix + self.storage_key(key)
+        own = self.made_prefix + self.own_gen_key(key)
         now = time.time()
         with self._lock:
             expires = self._expiry.get(made, -1)
             if made not in self._data or (expires is not None and expires <= now):
                 return False
-            self._expiry[made] = None if timeout is None else now + timeout
+            # The own token lives as long as its entry (else the entry turns invalid).
+            for target in (made, own):
+                if target in self._data:
+                    self._expiry[target] = None if timeout is None else now + timeout
         return True

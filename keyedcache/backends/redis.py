@@ -1,4 +1,4 @@
-"""Adapter for Django's RedisCache: SCAN with MATCH to list, UNLINK to delete, direct reads."""
+"""Adapter for Django's RedisCache: MGET reads, pipelined writes, SCAN listings, Lua locks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from keyedcache import keys
-from keyedcache.backends.base import EnumeratingAdapter
+from keyedcache.backends.base import DECODE_ERRORS, Timeout, Undecodable
+from keyedcache.backends.stamped import StampedAdapter
 from keyedcache.entry import NO_VALUE
 
 # Compare-and-delete and compare-and-expire in one step, so only the owner
@@ -20,16 +21,17 @@ _EXTEND = (
 )
 
 
-class RedisAdapter(EnumeratingAdapter):
+class RedisAdapter(StampedAdapter):
     """Redis or Valkey through django.core.cache.backends.redis.RedisCache."""
 
     name = "redis"
+    enumerates = True
     scan_count = 1000
     delete_batch = 500
 
     def _client(self) -> Any:
-        # Writes, scans and deletes go to the first server, as Django's own
-        # writes do; replicas may lag behind it. Django builds a new
+        # Writes, scans, tokens and deletes go to the first server, as Django's
+        # own writes do; replicas may lag behind it. Django builds a new
         # redis.Redis object per call; one per thread is enough (it only
         # wraps the shared connection pool) and halves the cost of a hit.
         local = self._local
@@ -39,52 +41,103 @@ class RedisAdapter(EnumeratingAdapter):
             local.redis_writer = self.cache._cache.get_client(write=True)  # type: ignore[attr-defined]
             return local.redis_writer
 
-    def _reader(self) -> tuple[Any, Any]:
-        """This thread's read client (a replica when there are several) and value decoder."""
+    def _reader(self) -> Any:
+        """This thread's read client: a replica when there are several."""
         local = self._local
         try:
-            return local.redis_reader  # type: ignore[no-any-return]
+            return local.redis_reader
         except AttributeError:
-            client = self.cache._cache  # type: ignore[attr-defined]
-            local.redis_reader = (client.get_client(write=False), client._serializer.loads)
-            return local.redis_reader  # type: ignore[no-any-return]
+            local.redis_reader = self.cache._cache.get_client(write=False)  # type: ignore[attr-defined]
+            return local.redis_reader
 
-    def get(self, key: str) -> Any:
-        if self.made_prefix is None:
-            return super().get(key)
-        # The same steps as RedisCacheClient.get, minus make_and_validate_key
-        # (keyedcache's storage keys are valid by construction).
-        client, loads = self._reader()
-        raw = client.get(self.made_prefix + self.storage_key(key))
-        return NO_VALUE if raw is None else loads(raw)
+    @property
+    def _serializer(self) -> Any:
+        return self.cache._cache._serializer  # type: ignore[attr-defined]
 
-    def scan(self, stored_prefix: str) -> Iterator[str]:
-        made_prefix = self.made_prefix
-        if made_prefix is None:
+    # -- the raw layer: made keys straight to the client ---------------------------
+    # The same steps as RedisCacheClient, minus make_and_validate_key (keyedcache's
+    # storage keys are valid by construction) and with one decode per value, so a
+    # value that cannot be decoded spoils only itself.
+
+    def _decoded(self, stored_keys: list[str], raws: list[Any]) -> dict[str, Any]:
+        loads = self._serializer.loads
+        found: dict[str, Any] = {}
+        for stored, raw in zip(stored_keys, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                found[stored] = loads(raw)
+            except DECODE_ERRORS as exc:
+                found[stored] = Undecodable(exc)
+        return found
+
+    def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
+        prefix = self.made_prefix
+        if prefix is None:
+            return super().raw_get_many(stored_keys)
+        raws = self._reader().mget([prefix + s for s in stored_keys])
+        return self._decoded(stored_keys, raws)
+
+    def raw_get_many_primary(self, stored_keys: list[str]) -> dict[str, Any]:
+        prefix = self.made_prefix
+        if prefix is None:
+            return super().raw_get_many(stored_keys)
+        raws = self._client().mget([prefix + s for s in stored_keys])
+        return self._decoded(stored_keys, raws)
+
+    def raw_set_many(self, values: dict[str, Any], timeout: Timeout) -> None:
+        prefix = self.made_prefix
+        if prefix is None:
+            super().raw_set_many(values, timeout)
             return
-        pattern = keys.glob_escape(made_prefix + stored_prefix) + "*"
-        start = len(made_prefix)
-        for made in self._client().scan_iter(match=pattern, count=self.scan_count):
-            yield (made.decode() if isinstance(made, bytes) else made)[start:]
+        seconds = self.cache.get_backend_timeout(timeout)
+        dumps = self._serializer.dumps
+        pipeline = self._client().pipeline(transaction=False)
+        for stored, value in values.items():
+            if seconds == 0:
+                pipeline.delete(prefix + stored)  # Django's rule: 0 expires at once
+            else:
+                pipeline.set(prefix + stored, dumps(value), ex=seconds)
+        pipeline.execute()
 
-    def delete_stored(self, stored_keys: list[str]) -> None:
+    def raw_add(self, stored: str, value: Any, timeout: Timeout) -> bool:
         if self.made_prefix is None:
-            super().delete_stored(stored_keys)
+            return super().raw_add(stored, value, timeout)
+        seconds = self.cache.get_backend_timeout(timeout)
+        if seconds == 0:
+            return False
+        made = self.made_prefix + stored
+        return bool(self._client().set(made, self._serializer.dumps(value), ex=seconds, nx=True))
+
+    def raw_delete_many(self, stored_keys: list[str]) -> None:
+        if self.made_prefix is None:
+            super().raw_delete_many(stored_keys)
             return
         client = self._client()
         made = [self.made_prefix + k for k in stored_keys]
         for start in range(0, len(made), self.delete_batch):
             client.unlink(*made[start : start + self.delete_batch])
 
-    def delete_many(self, key_list: list[str]) -> int:
+    def raw_touch(self, stored: str, timeout: Timeout) -> None:
         if self.made_prefix is None:
-            return super().delete_many(key_list)
-        client = self._client()
-        made = [self.made_prefix + self.storage_key(key) for key in key_list]
-        deleted = 0
-        for start in range(0, len(made), self.delete_batch):
-            deleted += int(client.unlink(*made[start : start + self.delete_batch]))
-        return deleted
+            super().raw_touch(stored, timeout)
+            return
+        seconds = self.cache.get_backend_timeout(timeout)
+        made = self.made_prefix + stored
+        if seconds is None:
+            self._client().persist(made)
+        else:
+            self._client().expire(made, seconds)
+
+    def scan(self, stored_prefix: str) -> Iterator[str]:
+        made_prefix = self.made_prefix
+        if made_prefix is None:
+            yield from super().scan(stored_prefix)
+            return
+        pattern = keys.glob_escape(made_prefix + stored_prefix) + "*"
+        start = len(made_prefix)
+        for made in self._client().scan_iter(match=pattern, count=self.scan_count):
+            yield (made.decode() if isinstance(made, bytes) else made)[start:]
 
     # -- locks: plain tokens with SET NX PX, released by a Lua compare ----------
 
@@ -120,10 +173,15 @@ class RedisAdapter(EnumeratingAdapter):
         if self.made_prefix is None:
             return NotImplemented
         made = self.made_prefix + self.storage_key(key)
+        # The own token lives as long as its entry (else the entry turns invalid).
+        own = self.made_prefix + self.own_gen_key(key)
         client = self._client()
         if timeout is None:
+            client.persist(own)
             client.persist(made)  # 0 both for "no such key" and "had no TTL"
             return bool(client.exists(made))
         if timeout <= 0:
             return bool(client.delete(made))
-        return bool(client.pexpire(made, max(int(timeout * 1000), 1)))
+        millis = max(int(timeout * 1000), 1)
+        client.pexpire(own, millis)
+        return bool(client.pexpire(made, millis))

@@ -73,7 +73,8 @@ def scan_branch(store: KeyedCache, branch: str | None, limit: int | None) -> Lis
     """Count the keys below `branch` (None: the root) per next segment, streaming.
 
     Reads at most `limit` keys (None: all of them) and keeps counts for at
-    most MAX_BRANCHES distinct segments; the rest are only counted.
+    most MAX_BRANCHES distinct segments; the rest are only counted. Raises
+    CacheBackendError when the backend fails (never a silently short listing).
     """
     pattern = "*" if branch is None else glob_literal(branch) + KEY_DELIM + "*"
     cut = 0 if branch is None else len(branch) + len(KEY_DELIM)
@@ -81,7 +82,7 @@ def scan_branch(store: KeyedCache, branch: str | None, limit: int | None) -> Lis
     children: dict[str, Child] = {}
     read = overflow = 0
     truncated = False
-    keys = store.iter_keys(pattern)
+    keys = store.iter_keys(pattern, strict=True)
     try:
         for key in keys:
             if limit is not None and read >= limit:
@@ -105,10 +106,13 @@ def scan_branch(store: KeyedCache, branch: str | None, limit: int | None) -> Lis
 
 
 def search_keys(store: KeyedCache, pattern: str, limit: int | None) -> Listing:
-    """The keys matching glob `pattern`, at most `limit` of them, in natural order."""
+    """The keys matching glob `pattern`, at most `limit` of them, in natural order.
+
+    Raises CacheBackendError when the backend fails.
+    """
     found: list[Child] = []
     truncated = False
-    keys = store.iter_keys(pattern)
+    keys = store.iter_keys(pattern, strict=True)
     try:
         for key in keys:
             if limit is not None and len(found) >= limit:

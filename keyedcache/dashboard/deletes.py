@@ -19,6 +19,8 @@ from keyedcache.cache import KeyedCache
 from keyedcache.dashboard.access import DELETE_PERMISSION, can_delete, staff_member_only
 from keyedcache.dashboard.context import page_context
 from keyedcache.dashboard.formatting import number, shown
+from keyedcache.dashboard.secrets import outage_message
+from keyedcache.exceptions import CacheNotRespondingError
 from keyedcache.forms import DELETE_FORMS, make_form
 from keyedcache.keys import glob_literal
 from keyedcache.registry import default_cache
@@ -27,9 +29,12 @@ log = logging.getLogger("keyedcache")
 
 
 def _count(store: KeyedCache, patterns: list[str]) -> int | None:
-    """How many keys match the globs (a count taken before a delete), None if unknown."""
+    """How many keys match the globs (a count taken before a delete), None if unknown.
+
+    Raises CacheBackendError when the backend fails.
+    """
     try:
-        return sum(sum(1 for _ in store.iter_keys(pattern)) for pattern in patterns)
+        return sum(sum(1 for _ in store.iter_keys(pattern, strict=True)) for pattern in patterns)
     except NotImplementedError:
         return None
 
@@ -40,31 +45,68 @@ def _keys(count: int | None) -> str:
     return "1 key" if count == 1 else f"{number(count)} keys"
 
 
+def describe(action: str, data: dict[str, Any]) -> str:
+    """What a delete takes, as the message and the log line say it."""
+    if action == "key":
+        key = f"“{shown(data['key'])}”"
+        return f"{key} and every key below it" if data.get("children") else key
+    if action == "pattern":
+        return f"the keys matching “{shown(data['pattern'])}”"
+    if action == "all":
+        return "every keyedcache entry"
+    raise ValueError(f"unknown delete action {action!r}")
+
+
 def perform_delete(store: KeyedCache, action: str, data: dict[str, Any]) -> tuple[int | None, str]:
     """Carry out one delete; return (keys deleted or None if unknown, what was deleted).
 
-    Backends that list keys report exactly what they deleted; on the others
-    (memcached, file-based) the keys are counted just before the delete.
-    Raises NotImplementedError for a pattern delete on a backend that cannot list keys.
+    A subtree or delete-all may be one token write that cannot say what it
+    took, so those keys are counted just before the delete (None where the
+    backend cannot list keys); a pattern delete counts what it deletes.
+    Raises NotImplementedError for a pattern delete on a backend that cannot
+    list keys, and CacheNotRespondingError (CacheBackendError) when the
+    backend did not answer: "nothing was deleted" is only said by a backend
+    that answers.
     """
-    exact = store.enumerates
-    if action == "key":
-        key = data["key"]
-        if data.get("children"):
-            before = (
-                None if exact else _count(store, [glob_literal(key), glob_literal(key) + "::*"])
-            )
-            deleted = store.delete(key, children=True)
-            return (len(deleted) if exact else before), f"“{shown(key)}” and every key below it"
-        return len(store.delete(key)), f"“{shown(key)}”"
-    if action == "pattern":
-        pattern = data["pattern"]
-        return store.delete_pattern(pattern), f"the keys matching “{shown(pattern)}”"
-    if action == "all":
-        before = None if exact else _count(store, ["*"])
-        deleted = store.delete_all()
-        return (len(deleted) if exact else before), "every keyedcache entry"
-    raise ValueError(f"unknown delete action {action!r}")
+    what = describe(action, data)
+    count: int | None
+    if action == "key" and not data.get("children"):
+        count = len(store.delete(data["key"], strict=True))
+    elif action == "pattern":
+        count = store.delete_pattern(data["pattern"], strict=True)
+    else:
+        if action == "key":
+            key = data["key"]
+            before = _count(store, [glob_literal(key), glob_literal(key) + "::*"])
+            deleted = store.delete(key, children=True, strict=True)
+        else:
+            before = _count(store, ["*"])
+            deleted = store.delete_all(strict=True)
+        count = None if before is None else max(before, len(deleted or []))
+    if count == 0:
+        store.require()  # an empty result looks the same as an outage on some backends
+    return count, what
+
+
+def _failed(request: HttpRequest, store: KeyedCache, what: str, exc: Exception) -> str:
+    """Log a delete that did not reach the backend as failed; return what the page says."""
+    reason = outage_message(exc, store.alias)
+    log.warning(
+        "keyedcache: %s could not delete %s from cache alias %r: %s",
+        _user(request),
+        what,
+        store.alias,
+        reason,
+    )
+    still = what[:1].upper() + what[1:]
+    return (
+        f"The delete did not reach the cache: {reason}. "
+        f"{still} may still be cached; try again when the backend answers."
+    )
+
+
+def _user(request: HttpRequest) -> str:
+    return str(request.user.get_username() or f"user #{request.user.pk}")
 
 
 def _safe_next(request: HttpRequest, target: str) -> str | None:
@@ -95,6 +137,8 @@ def delete_page(request: HttpRequest) -> HttpResponse:
 
     GET only shows the forms. A POST needs the delete permission, deletes,
     logs who deleted what, and redirects with a message saying how many keys went.
+    A delete the backend did not answer is logged as failed and shown as an
+    error on this page (status 503), never as done.
     """
     store = default_cache()
     initial = _initial(request)
@@ -117,10 +161,15 @@ def delete_page(request: HttpRequest) -> HttpResponse:
                         None,
                         "This cache backend cannot list its keys, so it cannot delete by pattern.",
                     )
+                except CacheNotRespondingError as exc:
+                    # Shown on this page (not after a redirect), with the form as sent.
+                    status = 503
+                    what = describe(action, form.cleaned_data)
+                    messages.error(request, _failed(request, store, what, exc))
                 else:
                     log.info(
                         "keyedcache: %s deleted %s (%s) from cache alias %r",
-                        request.user.get_username() or f"user #{request.user.pk}",
+                        _user(request),
                         what,
                         _keys(count),
                         store.alias,

@@ -26,7 +26,7 @@ from keyedcache.dashboard.browser import (
 )
 from keyedcache.dashboard.context import page_context, url
 from keyedcache.dashboard.formatting import number, shown, when
-from keyedcache.dashboard.secrets import mask_location
+from keyedcache.dashboard.secrets import outage_message
 from keyedcache.entry import Entry
 from keyedcache.exceptions import CacheNotRespondingError
 from keyedcache.forms import encode_key
@@ -101,16 +101,21 @@ def view_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")
     full = request.GET.get("all") == "1"
     limit = None if full else scan_limit()
-    unlistable = ""
+    unlistable = outage = ""
     pattern = search_pattern(query) if query.strip() else None
     try:
         if pattern is not None:
             listing = search_keys(store, pattern, limit)
         else:
             listing = scan_branch(store, branch, limit)
+        if not listing.rows:
+            store.require()  # "no keys" only from a backend that answers
     except NotImplementedError as exc:
         listing = Listing([], 0, False)
         unlistable = str(exc)
+    except CacheNotRespondingError as exc:
+        listing = Listing([], 0, False)
+        outage = outage_message(exc, store.alias)
     paginator = Paginator(listing.rows, PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     metas = key_meta(store, [child.key for child in page.object_list if child.is_key])
@@ -133,13 +138,6 @@ def view_page(request: HttpRequest) -> HttpResponse:
         }
         for child in page.object_list
     ]
-    health = None
-    if not listing.rows and not unlistable and store.enabled:
-        try:
-            store.require()
-            health = "up"
-        except CacheNotRespondingError as exc:
-            health = mask_location(str(exc))
     delete_url = None
     if pattern is not None:
         delete_url = url("keyedcache_delete", pattern=pattern)
@@ -171,10 +169,10 @@ def view_page(request: HttpRequest) -> HttpResponse:
         full=full,
         count_all_url=url("keyedcache_view", **{**params, "all": "1"}),
         unlistable=unlistable,
-        health=health,
+        outage=outage,
         delete_url=delete_url,
     )
-    return render(request, "keyedcache/view.html", context)
+    return render(request, "keyedcache/view.html", context, status=503 if outage else 200)
 
 
 # -- one key ------------------------------------------------------------------------------
@@ -236,13 +234,21 @@ def detail_page(request: HttpRequest) -> HttpResponse:
         found=bool(meta),
     )
     if not meta:
+        try:
+            store.require()  # "nothing is cached" only from a backend that answers
+        except CacheNotRespondingError as exc:
+            context["outage"] = outage_message(exc, store.alias)
+            return render(request, "keyedcache/detail.html", context, status=503)
         return render(request, "keyedcache/detail.html", context, status=404)
     entry: Entry = meta["entry"]
     limit = scan_limit()
+    below: Listing | None = None
     try:
-        below: Listing | None = scan_branch(store, key, limit)
+        below = scan_branch(store, key, limit)
     except NotImplementedError:  # a backend keyedcache cannot list
-        below = None
+        pass
+    except CacheNotRespondingError as exc:
+        context["below_error"] = outage_message(exc, store.alias)
     text, cut = safe_repr(entry.value, meta["size"])
     stale = not meta["fresh"]
     context.update(

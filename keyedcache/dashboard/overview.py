@@ -20,7 +20,7 @@ from keyedcache.dashboard.access import staff_member_only
 from keyedcache.dashboard.chart import build_chart
 from keyedcache.dashboard.context import page_context, url
 from keyedcache.dashboard.formatting import ago, duration, number, percent, shown, when
-from keyedcache.dashboard.secrets import mask_location, mask_options
+from keyedcache.dashboard.secrets import mask_location, mask_options, outage_message
 from keyedcache.exceptions import CacheNotRespondingError
 from keyedcache.registry import default_cache
 from keyedcache.reporting import flush_interval
@@ -188,7 +188,7 @@ def backend_info(store: KeyedCache) -> dict[str, Any]:
         answered = store.require()
     except CacheNotRespondingError as exc:
         answered = False
-        error = mask_location(str(exc))
+        error = outage_message(exc, store.alias)
     round_trip = (time.perf_counter() - started) * 1000
     health = "off" if answered is None else "up" if answered else "down"
     return {

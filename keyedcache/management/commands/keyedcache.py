@@ -10,11 +10,13 @@
 
 Every subcommand takes --alias (default: KEYEDCACHE_ALIAS) and --json. KEY is a
 logical key as text, e.g. `product::1`. Exit status: 0 done, 1 not found (get,
-ttl) or the backend cannot do it, 2 bad arguments (nothing is deleted).
+ttl) or the backend cannot do it, 2 bad arguments (nothing is deleted), 3 the
+backend did not answer (nothing is reported as done; --json prints an "error").
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import json
@@ -22,7 +24,7 @@ import pprint
 import sys
 import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -30,11 +32,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import keyedcache
 from keyedcache import conf
-from keyedcache.exceptions import NotCachedError
+from keyedcache.dashboard.secrets import outage_message
+from keyedcache.exceptions import CacheNotRespondingError, NotCachedError
+from keyedcache.keys import glob_literal
 from keyedcache.registry import get_cache
 
-#: Exit status for "not found" / "cannot", and for bad arguments.
-FAILED, USAGE = 1, 2
+#: Exit status for "not found" / "cannot", for bad arguments, and for a backend that did not answer.
+FAILED, USAGE, UNREACHABLE = 1, 2, 3
 
 
 def jsonable(value: Any) -> Any:
@@ -81,7 +85,8 @@ class Command(BaseCommand):
     help = (
         "Look at and delete keyedcache entries: stats, keys [PATTERN], get KEY, ttl KEY, "
         "delete KEY [--children], delete-pattern PATTERN, clear [--yes]. Each takes "
-        "--alias and --json. Exit status 1 when a key is not cached, 2 for bad arguments."
+        "--alias and --json. Exit status 1 when a key is not cached, 2 for bad arguments, "
+        "3 when the cache backend did not answer (nothing is reported as done)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -149,8 +154,7 @@ class Command(BaseCommand):
         action: str = options["action"]
         self.as_json: bool = options["json"]
         self.verbosity: int = options["verbosity"]
-        configured = conf.alias()
-        self.alias: str = options.get("alias") or configured
+        self.alias: str = options.get("alias") or conf.alias()
         if self.alias not in settings.CACHES:
             known = ", ".join(repr(a) for a in settings.CACHES) or "none"
             raise CommandError(
@@ -159,10 +163,10 @@ class Command(BaseCommand):
         for name in ("key", "pattern"):
             if name in options and not options[name]:
                 raise CommandError(f"{action}: {name.upper()} must not be empty", returncode=USAGE)
+        self.store = get_cache(self.alias)
         if action == "stats":
             self.do_stats()
             return
-        self.store = get_cache(self.alias)
         if not self.store.enabled:
             raise CommandError(
                 f"cache alias {self.alias!r} does not cache (dummy backend or TIMEOUT 0)",
@@ -186,6 +190,20 @@ class Command(BaseCommand):
     def progress(self, label: str) -> Progress:
         return Progress(self.stderr, label, self.verbosity > 0 and self.stderr.isatty())
 
+    @contextlib.contextmanager
+    def reaching(self, consequence: str, **data: Any) -> Iterator[None]:
+        """A backend failure in the block exits with status 3, naming the alias and the failure
+        (with --json, `data` and an "error" field are printed first). An empty result (a miss,
+        no keys, nothing deleted) looks the same as an outage, so the block then calls
+        `store.require()`, a set/get round trip that raises when the backend does not answer."""
+        try:
+            yield
+        except CacheNotRespondingError as exc:
+            message = f"{outage_message(exc, self.alias).rstrip('.')}. {consequence}"
+            if self.as_json:
+                self.stdout.write(dump_json({"alias": self.alias, **data, "error": message}))
+            raise CommandError(message, returncode=UNREACHABLE) from exc
+
     # -- subcommands ------------------------------------------------------------------
 
     def do_stats(self) -> None:
@@ -197,13 +215,19 @@ class Command(BaseCommand):
             from keyedcache.counters import counters
 
             data = {"process": {"counters": counters.snapshot()}, "cluster": False}
+        # Records that could not be read look like fewer processes: check the backend.
+        with self.reaching("Only this process's figures are known.", **data):
+            self.store.require()
         if self.as_json:
             self.stdout.write(dump_json(data))
             return
         self.stdout.write(render_stats(data, self.alias))
 
     def do_keys(self, pattern: str, **options: Any) -> None:
-        keys = self.store.keys(pattern)
+        with self.reaching("No keys were listed.", pattern=pattern, keys=None):
+            keys = self.store.keys(pattern, strict=True)
+            if not keys:
+                self.store.require()
         if self.as_json:
             self.stdout.write(dump_json(keys))
             return
@@ -217,12 +241,8 @@ class Command(BaseCommand):
             value = self.store.get(key)
         except NotCachedError:
             self.not_cached(key)
-        data = {
-            "key": key,
-            "found": True,
-            "value": value,
-            "type": f"{type(value).__module__}.{type(value).__qualname__}",
-        }
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        data = {"key": key, "found": True, "value": value, "type": kind}
         if self.as_json:
             self.stdout.write(dump_json(data))
         else:
@@ -237,9 +257,18 @@ class Command(BaseCommand):
         self.emit({"key": key, "found": True, "ttl": seconds, "pttl": millis}, text)
 
     def do_delete(self, key: str, children: bool, **options: Any) -> None:
-        deleted = self.store.delete(key, children=children)
-        # Generation-token backends drop a subtree without listing it.
+        # A subtree goes in one token write that cannot name what it took: backends that
+        # list keys name it from a listing just before; memcached and file cannot.
         exact = not children or self.store.enumerates
+        data: dict[str, Any] = {"key": key, "children": children, "exact": exact}
+        what = f"{key!r} and the keys below it" if children else repr(key)
+        with self.reaching(f"{what} may still be cached.", **data, deleted=None, count=None):
+            below = glob_literal(key) + "::*"
+            listed = self.store.keys(below, strict=True) if children and exact else []
+            deleted = self.store.delete(key, children=children, strict=True)
+            deleted += [name for name in listed if name not in deleted]
+            if not deleted:
+                self.store.require()
         if not deleted:
             text = f"nothing was cached under {key!r}"
             if children and not exact:
@@ -250,28 +279,23 @@ class Command(BaseCommand):
             text = f"deleted {len(deleted)} key(s): {key!r} and below"
         else:
             text = f"deleted {key!r} and everything below it"
-        data = {
-            "key": key,
-            "children": children,
-            "deleted": deleted,
-            "count": len(deleted),
-            "exact": exact,
-        }
-        self.emit(data, text)
+        self.emit({**data, "deleted": deleted, "count": len(deleted)}, text)
         if self.verbosity > 1 and not self.as_json:
             for name in deleted:
                 self.stdout.write(f"  {name}")
 
     def do_delete_pattern(self, pattern: str, **options: Any) -> None:
         bar = self.progress("deleting")
-        try:
-            count = self.store.delete_pattern(pattern, progress=bar)
-        finally:
-            bar.finish()
-        self.emit(
-            {"pattern": pattern, "deleted": count},
-            f"deleted {count} key(s) matching {pattern!r}",
-        )
+        consequence = f"Keys matching {pattern!r} may still be cached (some may be deleted)."
+        with self.reaching(consequence, pattern=pattern, deleted=None):
+            try:
+                count = self.store.delete_pattern(pattern, progress=bar, strict=True)
+            finally:
+                bar.finish()
+            if not count:
+                self.store.require()
+        text = f"deleted {count} key(s) matching {pattern!r}"
+        self.emit({"pattern": pattern, "deleted": count}, text)
 
     def confirm_clear(self, yes: bool) -> None:
         """Ask on a terminal; without one, refuse unless --yes (exit status 2)."""
@@ -292,18 +316,20 @@ class Command(BaseCommand):
 
     def do_clear(self, **options: Any) -> None:
         count: int | None = None
-        if self.store.enumerates:
-            # Listed and deleted in batches (a progress bar); delete_all then
-            # takes whatever the listing could not name.
-            bar = self.progress("clearing")
-            try:
-                count = self.store.delete_pattern("*", progress=bar)
-            finally:
-                bar.finish()
-            count += len(self.store.delete_all())
-        else:
-            # Generation tokens: one write drops every entry, nothing to count.
-            self.store.delete_all()
+        consequence = "keyedcache entries may still be cached: run clear again once it answers."
+        with self.reaching(consequence, cleared=False, deleted=None):
+            if self.store.enumerates:
+                # Listed and deleted in batches (a progress bar); delete_all then
+                # takes whatever the listing could not name.
+                bar = self.progress("clearing")
+                try:
+                    count = self.store.delete_pattern("*", progress=bar, strict=True)
+                finally:
+                    bar.finish()
+                count += len(self.store.delete_all(strict=True))
+            else:
+                # Generation tokens: one write drops every entry, nothing to count.
+                self.store.delete_all(strict=True)
         text = (
             f"deleted every keyedcache entry of cache alias {self.alias!r}"
             if count is None
@@ -312,6 +338,9 @@ class Command(BaseCommand):
         self.emit({"alias": self.alias, "cleared": True, "deleted": count}, text)
 
     def not_cached(self, key: str) -> NoReturn:
+        # A read that fails is a miss: make sure this one is not an outage.
+        with self.reaching(f"Cannot tell whether {key!r} is cached.", key=key, found=None):
+            self.store.require()
         if self.as_json:
             self.stdout.write(dump_json({"key": key, "found": False}))
         raise CommandError(
