@@ -665,10 +665,16 @@ def test_get_many_is_one_backend_call(backend: BackendConfig) -> None:
     keys = [f"one::{i}" for i in range(20)]
     write(keys[::2])
     django_cache = caches["default"]
-    mget = contextlib.nullcontext(None)
+    mget: Any = contextlib.nullcontext(None)
     if backend.name == "redis":
         reader = default_cache().adapter._reader()
         mget = mock.patch.object(reader, "mget", wraps=reader.mget)
+    elif backend.name.startswith("db"):
+        from django.db import connections, router
+        from django.test.utils import CaptureQueriesContext
+
+        database = router.db_for_write(django_cache.cache_model_class)  # type: ignore[attr-defined]
+        mget = CaptureQueriesContext(connections[database])
     with (
         mock.patch.object(django_cache, "get_many", wraps=django_cache.get_many) as get_many,
         mock.patch.object(django_cache, "get", wraps=django_cache.get) as get,
@@ -683,6 +689,10 @@ def test_get_many_is_one_backend_call(backend: BackendConfig) -> None:
     elif backend.name == "redis":
         # One MGET on the client itself (entries and their tokens together).
         assert (raw_mget.call_count, get_many.call_count, get.call_count) == (1, 0, 0)
+    elif backend.name.startswith("db"):
+        # One SELECT ... IN on the cache table (entries and their tokens together).
+        selects = [q for q in raw_mget.captured_queries if q["sql"].startswith("SELECT")]
+        assert (len(selects), get_many.call_count, get.call_count) == (1, 0, 0)
     else:
         # One get_many: one round trip on Redis, memcached and the database (the
         # file-based cache's get_many reads file by file).

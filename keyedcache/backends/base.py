@@ -221,9 +221,14 @@ class Adapter:
 
     @staticmethod
     def lock_ttl(timeout: float) -> float:
-        """The backend timeout for a lock held `timeout` seconds (whole seconds here)."""
-        # memcached and Django's int() of timeouts would turn 0.5 s into "expired".
-        return max(math.ceil(timeout), 1)
+        """The backend timeout for a lock held at least `timeout` seconds (whole seconds).
+
+        Backends that count whole seconds (memcached's clock, Django's int() of
+        timeouts) may expire an item up to a second early: a lock set at 12.9 s
+        for 1 s could go at 13.0 s. Rounding up and adding a second makes a lock
+        exclude others for at least `timeout`, and at most a second more.
+        """
+        return math.ceil(timeout) + 1
 
     def lock_acquire(self, key: str, token: str, timeout: float) -> bool:
         """Take the lock for `timeout` seconds if nobody holds it; atomic where `add` is."""

@@ -5,12 +5,28 @@ from __future__ import annotations
 import base64
 import pickle
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connections, router, transaction
 from django.utils.timezone import now as tz_now
 
+from keyedcache.backends.base import DECODE_ERRORS, Timeout, Undecodable
 from keyedcache.backends.stamped import StampedAdapter
+
+# The statement that turns an INSERT into an upsert, per database vendor.
+_UPSERT = {
+    "postgresql": (
+        "ON CONFLICT (cache_key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires"
+    ),
+    "sqlite": (
+        "ON CONFLICT (cache_key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
+    ),
+    # MySQL/MariaDB would take "ON DUPLICATE KEY UPDATE ...": not enabled until a
+    # MariaDB server is in the test matrix; they use Django's own writes meanwhile.
+}
 
 # '!' rather than '\\' as the LIKE escape: backslash means different things in
 # the string literals of SQLite, PostgreSQL and MySQL.
@@ -68,6 +84,146 @@ class DatabaseAdapter(StampedAdapter):
                     if made.startswith(wanted):
                         yield made[start:]
 
+    # -- the raw layer: one statement per batch, no COUNT(*) -----------------------
+    # Django's DatabaseCache runs SELECT COUNT(*) on the whole table before every
+    # set, add and touch (to decide whether to cull): O(rows), which at a million
+    # rows costs more than everything else a write does. keyedcache writes its
+    # rows itself, in Django's format (base64 of the pickle, the same expiry), with
+    # one upsert per batch, and deletes expired rows every `cleanup_every` writes
+    # (an index range on `expires`, O(expired rows)). MAX_ENTRIES culling does not
+    # run for these writes; see docs/backends.md.
+
+    #: Writes between two deletes of expired rows.
+    cleanup_every = 1000
+
+    def _sql(self) -> tuple[Any, Any, str, str] | None:
+        """(connection, db alias, quoted table, vendor) where the upsert is known, else None."""
+        cache: Any = self.cache
+        db = router.db_for_write(cache.cache_model_class)
+        connection = connections[db]
+        if self.made_prefix is None or connection.vendor not in _UPSERT:
+            return None
+        return connection, db, connection.ops.quote_name(cache._table), connection.vendor
+
+    def _row(self, value: Any, expires: Any, connection: Any) -> tuple[str, Any]:
+        cache: Any = self.cache
+        pickled = pickle.dumps(value, cache.pickle_protocol)
+        return base64.b64encode(pickled).decode("latin1"), connection.ops.adapt_datetimefield_value(
+            expires
+        )
+
+    def _expiry(self, timeout: Timeout) -> datetime:
+        seconds = self.cache.get_backend_timeout(timeout)
+        if seconds is None:
+            return datetime.max.replace(microsecond=0)
+        tz = dt_timezone.utc if settings.USE_TZ else None
+        return datetime.fromtimestamp(seconds, tz=tz).replace(microsecond=0)
+
+    def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
+        found = self._sql()
+        if found is None or not stored_keys:
+            return super().raw_get_many(stored_keys)
+        connection, _db, table, _vendor = found
+        quote = connection.ops.quote_name
+        prefix = self.made_prefix or ""
+        by_made = {prefix + stored: stored for stored in stored_keys}
+        now = connection.ops.adapt_datetimefield_value(tz_now().replace(microsecond=0))
+        marks = ", ".join(["%s"] * len(by_made))
+        # Django's get_many, minus make_key/validate_key and with one decode per
+        # row, so a row that cannot be decoded spoils only itself. Expired rows
+        # read as absent; the periodic cleanup deletes them.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {quote('cache_key')}, {quote('value')} FROM {table} "
+                f"WHERE {quote('cache_key')} IN ({marks}) AND {quote('expires')} >= %s",
+                [*by_made, now],
+            )
+            rows = cursor.fetchall()
+        values: dict[str, Any] = {}
+        for made, encoded in rows:
+            stored = by_made.get(made)
+            if stored is None:
+                continue  # a case-insensitive collation matched another key
+            try:
+                values[stored] = pickle.loads(
+                    base64.b64decode(connection.ops.process_clob(encoded))
+                )
+            except DECODE_ERRORS as exc:
+                values[stored] = Undecodable(exc)
+        return values
+
+    def raw_set_many(self, values: dict[str, Any], timeout: Timeout) -> None:
+        found = self._sql()
+        if found is None or not values:
+            super().raw_set_many(values, timeout)
+            return
+        connection, db, table, vendor = found
+        quote = connection.ops.quote_name
+        expires = self._expiry(timeout)
+        prefix = self.made_prefix or ""  # _sql() answered: it is set
+        rows: list[Any] = []
+        for stored, value in values.items():
+            rows.extend([prefix + stored, *self._row(value, expires, connection)])
+        marks = ", ".join(["(%s, %s, %s)"] * len(values))
+        sql = (
+            f"INSERT INTO {table} ({quote('cache_key')}, {quote('value')}, {quote('expires')}) "
+            f"VALUES {marks} {_UPSERT[vendor]}"
+        )
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            cursor.execute(sql, rows)
+        self._after_writes(len(values), connection, table)
+
+    def raw_add(self, stored: str, value: Any, timeout: Timeout) -> bool:
+        found = self._sql()
+        if found is None:
+            return super().raw_add(stored, value, timeout)
+        connection, db, table, _vendor = found
+        quote = connection.ops.quote_name
+        made = (self.made_prefix or "") + stored
+        now = connection.ops.adapt_datetimefield_value(tz_now().replace(microsecond=0))
+        encoded, expires = self._row(value, self._expiry(timeout), connection)
+        columns = f"{quote('cache_key')}, {quote('value')}, {quote('expires')}"
+        try:
+            with transaction.atomic(using=db), connection.cursor() as cursor:
+                # An expired row does not count as stored (as in Django's add).
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE {quote('cache_key')} = %s "
+                    f"AND {quote('expires')} < %s",
+                    [made, now],
+                )
+                cursor.execute(
+                    f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s)",
+                    [made, encoded, expires],
+                )
+        except IntegrityError:
+            return False  # a live row holds the key (or a racing add won)
+        self._after_writes(1, connection, table)
+        return True
+
+    def raw_touch(self, stored: str, timeout: Timeout) -> None:
+        found = self._sql()
+        if found is None:
+            super().raw_touch(stored, timeout)
+            return
+        connection, _db, table, _vendor = found
+        quote = connection.ops.quote_name
+        expires = connection.ops.adapt_datetimefield_value(self._expiry(timeout))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {quote('expires')} = %s WHERE {quote('cache_key')} = %s",
+                [expires, (self.made_prefix or "") + stored],
+            )
+
+    def _after_writes(self, count: int, connection: Any, table: str) -> None:
+        self._writes = getattr(self, "_writes", 0) + count
+        if self._writes < self.cleanup_every:
+            return
+        self._writes = 0
+        quote = connection.ops.quote_name
+        now = connection.ops.adapt_datetimefield_value(tz_now().replace(microsecond=0))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE {quote('expires')} < %s", [now])
+
     # -- locks ------------------------------------------------------------------
 
     def lock_acquire(self, key: str, token: str, timeout: float) -> bool:
@@ -98,7 +254,12 @@ class DatabaseAdapter(StampedAdapter):
             cursor.execute(f"SELECT 1 FROM {table} WHERE {where} >= %s", [made, adapt(now)])
             if cursor.fetchone() is not None:
                 return False
-        expires = (now + timedelta(seconds=self.lock_ttl(timeout))).replace(microsecond=0)
+        # Whole seconds, as the cache table stores them: round the deadline up,
+        # so the lock excludes others for at least `timeout`.
+        deadline = now + timedelta(seconds=timeout)
+        expires = deadline.replace(microsecond=0)
+        if expires < deadline:
+            expires += timedelta(seconds=1)
         pickled = pickle.dumps(token, cache.pickle_protocol)  # type: ignore[attr-defined]
         value = base64.b64encode(pickled).decode("latin1")
         try:
