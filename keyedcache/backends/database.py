@@ -10,8 +10,8 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
+from django.core.cache.backends import db as django_db
 from django.db import IntegrityError, connections, router, transaction
-from django.utils.timezone import now as tz_now
 
 from keyedcache.backends.base import DECODE_ERRORS, Timeout, Undecodable
 from keyedcache.backends.stamped import StampedAdapter
@@ -31,6 +31,11 @@ _UPSERT = {
 # '!' rather than '\\' as the LIKE escape: backslash means different things in
 # the string literals of SQLite, PostgreSQL and MySQL.
 _LIKE_ESCAPE = "!"
+
+
+def _now() -> datetime:
+    """Now, on the clock Django's DatabaseCache decides expiry with (rows are shared)."""
+    return django_db.tz_now()
 
 
 def like_prefix(prefix: str) -> str:
@@ -60,7 +65,7 @@ class DatabaseAdapter(StampedAdapter):
         connection = connections[router.db_for_write(model)]
         quote = connection.ops.quote_name
         # Same "not expired" test as DatabaseCache.has_key.
-        now = tz_now().replace(microsecond=0, tzinfo=None)
+        now = _now().replace(microsecond=0, tzinfo=None)
         sql = (
             f"SELECT {quote('cache_key')} FROM {quote(cache._table)} "  # type: ignore[attr-defined]
             f"WHERE {quote('cache_key')} LIKE %s ESCAPE '{_LIKE_ESCAPE}' "
@@ -127,7 +132,7 @@ class DatabaseAdapter(StampedAdapter):
         quote = connection.ops.quote_name
         prefix = self.made_prefix or ""
         by_made = {prefix + stored: stored for stored in stored_keys}
-        now = connection.ops.adapt_datetimefield_value(tz_now().replace(microsecond=0))
+        now = connection.ops.adapt_datetimefield_value(_now().replace(microsecond=0))
         marks = ", ".join(["%s"] * len(by_made))
         # Django's get_many, minus make_key/validate_key and with one decode per
         # row, so a row that cannot be decoded spoils only itself. Expired rows
@@ -180,7 +185,7 @@ class DatabaseAdapter(StampedAdapter):
         connection, db, table, _vendor = found
         quote = connection.ops.quote_name
         made = (self.made_prefix or "") + stored
-        now = connection.ops.adapt_datetimefield_value(tz_now().replace(microsecond=0))
+        now = connection.ops.adapt_datetimefield_value(_now().replace(microsecond=0))
         encoded, expires = self._row(value, self._expiry(timeout), connection)
         columns = f"{quote('cache_key')}, {quote('value')}, {quote('expires')}"
         try:
@@ -220,7 +225,7 @@ class DatabaseAdapter(StampedAdapter):
             return
         self._writes = 0
         quote = connection.ops.quote_name
-        now = connection.ops.adapt_datetimefield_value(tz_now().replace(microsecond=0))
+        now = connection.ops.adapt_datetimefield_value(_now().replace(microsecond=0))
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {table} WHERE {quote('expires')} < %s", [now])
 
@@ -247,7 +252,7 @@ class DatabaseAdapter(StampedAdapter):
         made = cache.make_key(self.lock_key(key))
         # The same clock as DatabaseCache, which reads these rows too (`expires < now`
         # is expired), and its whole-second expiry times.
-        now = tz_now()
+        now = _now()
         adapt = connection.ops.adapt_datetimefield_value
         where = f"{quote('cache_key')} = %s AND {quote('expires')}"
         with connection.cursor() as cursor:
