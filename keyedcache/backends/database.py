@@ -35,7 +35,8 @@ _LIKE_ESCAPE = "!"
 
 def _now() -> datetime:
     """Now, on the clock Django's DatabaseCache decides expiry with (rows are shared)."""
-    return django_db.tz_now()
+    now: datetime = django_db.tz_now()  # type: ignore[attr-defined]
+    return now
 
 
 def like_prefix(prefix: str) -> str:
@@ -136,19 +137,22 @@ class DatabaseAdapter(StampedAdapter):
         marks = ", ".join(["%s"] * len(by_made))
         # Django's get_many, minus make_key/validate_key and with one decode per
         # row, so a row that cannot be decoded spoils only itself. Expired rows
-        # read as absent; the periodic cleanup deletes them.
+        # read as absent and are deleted, as Django's get does.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {quote('cache_key')}, {quote('value')} FROM {table} "
-                f"WHERE {quote('cache_key')} IN ({marks}) AND {quote('expires')} >= %s",
-                [*by_made, now],
+                f"SELECT {quote('cache_key')}, {quote('value')}, {quote('expires')} < %s "
+                f"FROM {table} WHERE {quote('cache_key')} IN ({marks})",
+                [now, *by_made],
             )
             rows = cursor.fetchall()
         values: dict[str, Any] = {}
-        for made, encoded in rows:
+        expired = [made for made, _encoded, gone in rows if gone]
+        if expired:
+            self._delete_expired(connection, table, expired, now)
+        for made, encoded, gone in rows:
             stored = by_made.get(made)
-            if stored is None:
-                continue  # a case-insensitive collation matched another key
+            if stored is None or gone:
+                continue  # expired, or a case-insensitive collation matched another key
             try:
                 values[stored] = pickle.loads(
                     base64.b64decode(connection.ops.process_clob(encoded))
@@ -156,6 +160,17 @@ class DatabaseAdapter(StampedAdapter):
             except DECODE_ERRORS as exc:
                 values[stored] = Undecodable(exc)
         return values
+
+    @staticmethod
+    def _delete_expired(connection: Any, table: str, made_keys: list[str], now: Any) -> None:
+        quote = connection.ops.quote_name
+        marks = ", ".join(["%s"] * len(made_keys))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE {quote('cache_key')} IN ({marks}) "
+                f"AND {quote('expires')} < %s",
+                [*made_keys, now],
+            )
 
     def raw_set_many(self, values: dict[str, Any], timeout: Timeout) -> None:
         found = self._sql()
