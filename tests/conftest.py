@@ -304,6 +304,12 @@ class BackendConfig:
                 ):
                     stack.enter_context(mock.patch.object(LocMemCache, method, fail))
                 stack.enter_context(mock.patch.object(LocMemCache, "_has_expired", fail))
+                # keyedcache's adapter reads the LocMemCache dict itself and keeps its
+                # generation tokens beside it: those calls fail too.
+                from keyedcache.backends.locmem import LocMemAdapter
+
+                for method in ("get", "raw_get_many", "raw_set_many", "raw_add", "scan"):
+                    stack.enter_context(mock.patch.object(LocMemAdapter, method, fail))
                 yield
             return
         if self.is_db:

@@ -11,9 +11,25 @@ from typing import Any
 
 from django.core.cache.backends.locmem import LocMemCache
 
-from keyedcache.backends.base import DECODE_ERRORS, Undecodable
-from keyedcache.backends.stamped import StampedAdapter
+from keyedcache.backends.base import DECODE_ERRORS, Timeout, Undecodable
+from keyedcache.backends.stamped import RECORD_TAG, StampedAdapter
 from keyedcache.entry import NO_VALUE
+
+#: The token tables of each LocMemCache storage (the identity of its shared dict)
+#: and made-key prefix.
+_TOKENS: dict[tuple[int, str | None], tuple[dict[str, int], OrderedDict[str, int]]] = {}
+_TOKENS_LOCK = threading.RLock()
+
+
+def _token_tables(
+    where: tuple[int, str | None],
+) -> tuple[dict[str, int], OrderedDict[str, int]]:
+    """(root and subtree tokens, own tokens) of one LocMemCache storage and key prefix."""
+    with _TOKENS_LOCK:
+        found = _TOKENS.get(where)
+        if found is None:
+            found = _TOKENS[where] = ({}, OrderedDict())
+        return found
 
 
 class LocMemAdapter(StampedAdapter):
@@ -21,6 +37,8 @@ class LocMemAdapter(StampedAdapter):
 
     name = "locmem"
     enumerates = True
+    #: Own tokens kept per LOCATION; the oldest go first (their entries then miss).
+    max_own_tokens = 100_000
 
     def __init__(self, alias: str, namespace: str) -> None:
         super().__init__(alias, namespace)
@@ -31,13 +49,129 @@ class LocMemAdapter(StampedAdapter):
         self._data: OrderedDict[str, bytes] = probe._cache  # type: ignore[attr-defined]
         self._expiry: dict[str, float | None] = probe._expire_info  # type: ignore[attr-defined]
         self._lock: threading.Lock = probe._lock  # type: ignore[attr-defined]
+        # Per storage and made-key prefix: aliases sharing a LOCATION with another
+        # KEY_PREFIX or VERSION keep their entries, and so their tokens, apart.
+        self._gens, self._owns = _token_tables((id(self._data), self.made_prefix))
+        self._tokens_lock = _TOKENS_LOCK
+        self._own_head = f"{self.own_namespace}:"
+        self._token_heads = (self.gen_namespace, self._own_head)
+
+    # -- generation tokens: plain ints in this process ------------------------------
+    # Local memory is this process's alone, so its tokens need not be pickled into
+    # the LocMemCache: they live in dicts beside it (one pair per LOCATION), which
+    # makes a hit one read of the cache instead of four. Root and subtree tokens
+    # are few and kept; own tokens are bounded (oldest dropped first), and a
+    # dropped one only turns its entry into a miss.
+
+    def _is_token(self, stored: str) -> bool:
+        return stored.startswith(self._token_heads)
+
+    def _token_table(self, stored: str) -> dict[str, int]:
+        return self._owns if stored.startswith(self._own_head) else self._gens
+
+    def _record(self, key: str, packed: tuple[Any, ...], stamp: tuple[Any, ...]) -> tuple[Any, ...]:
+        # LocMemCache pickles what it stores anyway, and its entries die with this
+        # process (a deploy that renames a class starts with an empty cache): the
+        # envelope goes in as it is, so a hit unpickles once, not twice.
+        return (RECORD_TAG, stamp, key, packed)
+
+    def get(self, key: str) -> Any:
+        prefix = self.made_prefix
+        if prefix is None:
+            return super().get(key)
+        gens = self.gen_keys(key)
+        table = self._gens
+        tokens = [table.get(g) for g in gens[:-1]]
+        tokens.append(self._owns.get(gens[-1]))
+        # LocMemCache.get's steps for one key, as in _read_cache.
+        made = prefix + self.storage_key(key)
+        with self._lock:
+            expires = self._expiry.get(made, -1)
+            if expires is not None and expires <= time.time():
+                if expires != -1:
+                    self._data.pop(made, None)
+                    self._expiry.pop(made, None)
+                return NO_VALUE
+            pickled = self._data[made]
+            self._data.move_to_end(made, last=False)
+        try:
+            record = pickle.loads(pickled)
+        except DECODE_ERRORS as exc:
+            return Undecodable(exc)
+        return self._open(record, tokens)
 
     def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
         if self.made_prefix is None:
             return super().raw_get_many(stored_keys)
+        found: dict[str, Any] = {}
+        entries: list[str] = []
+        for stored in stored_keys:
+            if self._is_token(stored):
+                token = self._token_table(stored).get(stored)
+                if token is not None:
+                    found[stored] = token
+            else:
+                entries.append(stored)
+        if entries:
+            found.update(self._read_cache(entries))
+        return found
+
+    def raw_set_many(self, values: dict[str, Any], timeout: Timeout) -> None:
+        if self.made_prefix is None:
+            super().raw_set_many(values, timeout)
+            return
+        entries = {k: v for k, v in values.items() if not self._is_token(k)}
+        # Entries first: a value that cannot be pickled fails here, before any
+        # token changed, so nothing is half-written.
+        if entries:
+            super().raw_set_many(entries, timeout)
+        with self._tokens_lock:
+            for stored, value in values.items():
+                if stored in entries:
+                    continue
+                if timeout is not None and timeout <= 0:
+                    self._token_table(stored).pop(stored, None)
+                else:
+                    self._put_token(stored, value)
+
+    def raw_add(self, stored: str, value: Any, timeout: Timeout) -> bool:
+        if self.made_prefix is None or not self._is_token(stored):
+            return super().raw_add(stored, value, timeout)
+        with self._tokens_lock:
+            if stored in self._token_table(stored):
+                return False
+            self._put_token(stored, value)
+            return True
+
+    def raw_delete_many(self, stored_keys: list[str]) -> None:
+        if self.made_prefix is None:
+            super().raw_delete_many(stored_keys)
+            return
+        with self._tokens_lock:
+            for stored in stored_keys:
+                if self._is_token(stored):
+                    self._token_table(stored).pop(stored, None)
+        super().raw_delete_many([k for k in stored_keys if not self._is_token(k)])
+
+    def raw_touch(self, stored: str, timeout: Timeout) -> None:
+        if self.made_prefix is None or not self._is_token(stored):
+            super().raw_touch(stored, timeout)
+        # Tokens here do not expire (own tokens are bounded in number instead).
+
+    def _put_token(self, stored: str, value: Any) -> None:
+        table = self._token_table(stored)
+        table[stored] = value
+        if table is self._owns:
+            self._owns.move_to_end(stored)
+            while len(self._owns) > self.max_own_tokens:
+                self._owns.popitem(last=False)
+
+    # -- entries: the LocMemCache dict, read under its lock ---------------------------
+
+    def _read_cache(self, stored_keys: list[str]) -> dict[str, Any]:
         # The steps of LocMemCache.get for every key under one hold of the lock,
         # minus make_key/validate_key: keyedcache storage keys are valid by construction.
-        prefix = self.made_prefix
+        prefix = self.made_prefix or ""
         data, expiry = self._data, self._expiry
         pickled: dict[str, bytes] = {}
         now = time.time()
@@ -94,14 +228,10 @@ class LocMemAdapter(StampedAdapter):
         if self.made_prefix is None:
             return NotImplemented
         made = self.made_prefix + self.storage_key(key)
-        own = self.made_prefix + self.own_gen_key(key)
         now = time.time()
         with self._lock:
             expires = self._expiry.get(made, -1)
             if made not in self._data or (expires is not None and expires <= now):
                 return False
-            # The own token lives as long as its entry (else the entry turns invalid).
-            for target in (made, own):
-                if target in self._data:
-                    self._expiry[target] = None if timeout is None else now + timeout
+            self._expiry[made] = None if timeout is None else now + timeout
         return True

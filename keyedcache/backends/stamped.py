@@ -161,8 +161,11 @@ class StampedAdapter(Adapter):
             return record if type(record) is Undecodable else NO_VALUE
         if record[1] != tuple(tokens):
             return NO_VALUE
+        payload = record[3]
+        if type(payload) is not bytes:
+            return payload  # kept unpickled (LocMemAdapter._record)
         try:
-            return pickle.loads(record[3])
+            return pickle.loads(payload)
         except DECODE_ERRORS as exc:
             return Undecodable(exc)
 
@@ -315,10 +318,12 @@ class StampedAdapter(Adapter):
         return None
 
     def _invalidate(self, own_keys: Iterable[str], stored_keys: list[str]) -> None:
-        # New own tokens first: a fill that read the old ones is then born
-        # invalid even if it writes between the two calls.
-        self.raw_set_many({g: new_generation() for g in own_keys}, self.own_token_ttl)
+        # The records first, then new own tokens: if the backend fails on the way,
+        # either nothing happened or the key itself is gone, never a delete that
+        # reports failure but hid the key. (A fill that writes between the two
+        # calls is born invalid once the tokens change, a round trip later.)
         self.raw_delete_many(stored_keys)
+        self.raw_set_many({g: new_generation() for g in own_keys}, self.own_token_ttl)
 
     # -- listing: the backend's keys, then the stamps ----------------------------
 
