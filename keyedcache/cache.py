@@ -163,7 +163,9 @@ class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
         """The stored entries (stale ones too) of `key_list`, not counted as cache traffic.
 
         One backend call where the backend allows; if that call fails, each
-        key is read on its own (the guard logs and counts the failures).
+        key is read on its own (the guard logs and counts the failures). An entry
+        that cannot be decoded comes back with its `Undecodable` marker as the
+        value (its repr says why), so the dashboard can show it for deletion.
         """
         if not key_list or not self.enabled:
             return {}
@@ -171,7 +173,12 @@ class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
             found = self.adapter.get_many(key_list)
         except Exception:
             return {key: entry for key in key_list if (entry := self.get_entry(key)) is not None}
-        return {key: entry for key, raw in found.items() if (entry := unpack(raw)) is not None}
+        entries: dict[str, Entry] = {}
+        for key, raw in found.items():
+            entry = Entry(raw) if type(raw) is Undecodable else unpack(raw)
+            if entry is not None:
+                entries[key] = entry
+        return entries
 
     def is_cached(self, key: str) -> bool:
         """Tell whether a fresh value is cached under `key`."""

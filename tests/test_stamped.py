@@ -6,6 +6,7 @@ from typing import Any
 from unittest import mock
 
 from keyedcache import cache_delete, cache_get, cache_keys, cache_set, default_cache
+from keyedcache.backends import Undecodable
 from keyedcache.counters import counters
 from tests.conftest import BackendConfig
 
@@ -77,6 +78,10 @@ def test_an_entry_that_cannot_be_decoded_is_a_miss_counted_as_a_decode_error(
     assert after["errors"] == before["errors"]  # not an outage
     if backend.enumerates:
         assert "st::bad" in cache_keys("st::*")  # listed, so a person can delete it
+    # The dashboard's read shows it as undecodable, with the reason.
+    shown = default_cache().peek_many(["st::bad"])["st::bad"].value
+    assert isinstance(shown, Undecodable)
+    assert repr(shown).startswith("<undecodable: ")
     assert cache_delete("st::bad") == []  # nothing readable was there
     cache_set("st::bad", value="again")
     assert cache_get("st::bad") == "again"
