@@ -15,20 +15,21 @@ from keyedcache.backends.base import DECODE_ERRORS, Timeout, Undecodable
 from keyedcache.backends.stamped import RECORD_TAG, StampedAdapter
 from keyedcache.entry import NO_VALUE
 
+_Tables = tuple[dict[str, int], "OrderedDict[str, int]", list[int]]
+
 #: The token tables of each LocMemCache storage (the identity of its shared dict)
 #: and made-key prefix.
-_TOKENS: dict[tuple[int, str | None], tuple[dict[str, int], OrderedDict[str, int]]] = {}
+_TOKENS: dict[tuple[int, str | None], _Tables] = {}
 _TOKENS_LOCK = threading.RLock()
 
 
-def _token_tables(
-    where: tuple[int, str | None],
-) -> tuple[dict[str, int], OrderedDict[str, int]]:
-    """(root and subtree tokens, own tokens) of one LocMemCache storage and key prefix."""
+def _token_tables(where: tuple[int, str | None]) -> _Tables:
+    """(root and subtree tokens, own tokens, [epoch]) of one LocMemCache storage and
+    key prefix; the epoch changes with every token, so readers may memoize stamps."""
     with _TOKENS_LOCK:
         found = _TOKENS.get(where)
         if found is None:
-            found = _TOKENS[where] = ({}, OrderedDict())
+            found = _TOKENS[where] = ({}, OrderedDict(), [0])
         return found
 
 
@@ -51,7 +52,9 @@ class LocMemAdapter(StampedAdapter):
         self._lock: threading.Lock = probe._lock  # type: ignore[attr-defined]
         # Per storage and made-key prefix: aliases sharing a LOCATION with another
         # KEY_PREFIX or VERSION keep their entries, and so their tokens, apart.
-        self._gens, self._owns = _token_tables((id(self._data), self.made_prefix))
+        self._gens, self._owns, self._epoch = _token_tables((id(self._data), self.made_prefix))
+        #: key -> (epoch, its stamp): a hit reads no token while none changed.
+        self._stamps: dict[str, tuple[int, tuple[Any, ...]]] = {}
         self._tokens_lock = _TOKENS_LOCK
         self._own_head = f"{self.own_namespace}:"
         self._token_heads = (self.gen_namespace, self._own_head)
@@ -79,10 +82,17 @@ class LocMemAdapter(StampedAdapter):
         prefix = self.made_prefix
         if prefix is None:
             return super().get(key)
-        gens = self.gen_keys(key)
-        table = self._gens
-        tokens = [table.get(g) for g in gens[:-1]]
-        tokens.append(self._owns.get(gens[-1]))
+        epoch = self._epoch[0]  # read before the tokens: a change meanwhile shows
+        memo = self._stamps.get(key)
+        if memo is not None and memo[0] == epoch:
+            stamp = memo[1]
+        else:
+            gens = self.gen_keys(key)
+            table = self._gens
+            stamp = (*[table.get(g) for g in gens[:-1]], self._owns.get(gens[-1]))
+            if len(self._stamps) >= self.storage_key_memo_size:
+                self._stamps.clear()
+            self._stamps[key] = (epoch, stamp)
         # LocMemCache.get's steps for one key, as in _read_cache.
         made = prefix + self.storage_key(key)
         with self._lock:
@@ -98,7 +108,7 @@ class LocMemAdapter(StampedAdapter):
             record = pickle.loads(pickled)
         except DECODE_ERRORS as exc:
             return Undecodable(exc)
-        return self._open(record, tokens)
+        return self._open(record, stamp)
 
     def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
         if self.made_prefix is None:
@@ -131,6 +141,7 @@ class LocMemAdapter(StampedAdapter):
                     continue
                 if timeout is not None and timeout <= 0:
                     self._token_table(stored).pop(stored, None)
+                    self._epoch[0] += 1
                 else:
                     self._put_token(stored, value)
 
@@ -151,6 +162,7 @@ class LocMemAdapter(StampedAdapter):
             for stored in stored_keys:
                 if self._is_token(stored):
                     self._token_table(stored).pop(stored, None)
+                    self._epoch[0] += 1
         super().raw_delete_many([k for k in stored_keys if not self._is_token(k)])
 
     def raw_touch(self, stored: str, timeout: Timeout) -> None:
@@ -165,6 +177,7 @@ class LocMemAdapter(StampedAdapter):
             self._owns.move_to_end(stored)
             while len(self._owns) > self.max_own_tokens:
                 self._owns.popitem(last=False)
+        self._epoch[0] += 1
 
     # -- entries: the LocMemCache dict, read under its lock ---------------------------
 

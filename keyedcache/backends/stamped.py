@@ -152,7 +152,7 @@ class StampedAdapter(Adapter):
         return (RECORD_TAG, stamp, key, payload)
 
     @staticmethod
-    def _open(record: Any, tokens: list[Any]) -> Any:
+    def _open(record: Any, tokens: list[Any] | tuple[Any, ...]) -> Any:
         """The packed envelope in `record` if its stamp matches `tokens`; else NO_VALUE.
 
         Undecodable when the stamp matches but the value cannot be decoded.
