@@ -54,7 +54,7 @@ class LocMemAdapter(StampedAdapter):
         # KEY_PREFIX or VERSION keep their entries, and so their tokens, apart.
         self._gens, self._owns, self._epoch = _token_tables((id(self._data), self.made_prefix))
         #: key -> (epoch, its stamp): a hit reads no token while none changed.
-        self._stamps: dict[str, tuple[int, tuple[Any, ...]]] = {}
+        self._stamps: dict[str, tuple[int, tuple[Any, ...], str]] = {}
         self._tokens_lock = _TOKENS_LOCK
         self._own_head = f"{self.own_namespace}:"
         self._token_heads = (self.gen_namespace, self._own_head)
@@ -82,19 +82,12 @@ class LocMemAdapter(StampedAdapter):
         prefix = self.made_prefix
         if prefix is None:
             return super().get(key)
-        epoch = self._epoch[0]  # read before the tokens: a change meanwhile shows
         memo = self._stamps.get(key)
-        if memo is not None and memo[0] == epoch:
-            stamp = memo[1]
-        else:
-            gens = self.gen_keys(key)
-            table = self._gens
-            stamp = (*[table.get(g) for g in gens[:-1]], self._owns.get(gens[-1]))
-            if len(self._stamps) >= self.storage_key_memo_size:
-                self._stamps.clear()
-            self._stamps[key] = (epoch, stamp)
+        if memo is None or memo[0] != self._epoch[0]:
+            memo = self._stamp_of(key, prefix)
+        stamp = memo[1]
+        made = memo[2]
         # LocMemCache.get's steps for one key, as in _read_cache.
-        made = prefix + self.storage_key(key)
         with self._lock:
             expires = self._expiry.get(made, -1)
             if expires is not None and expires <= time.time():
@@ -108,7 +101,24 @@ class LocMemAdapter(StampedAdapter):
             record = pickle.loads(pickled)
         except DECODE_ERRORS as exc:
             return Undecodable(exc)
+        # The common case inline (a valid record of this adapter); the rest in _open.
+        if type(record) is tuple and len(record) == 4 and record[1] == stamp:
+            payload = record[3]
+            if type(payload) is tuple and record[0] == RECORD_TAG:
+                return payload
         return self._open(record, stamp)
+
+    def _stamp_of(self, key: str, prefix: str) -> tuple[int, tuple[Any, ...], str]:
+        """(epoch, stamp, made key) of `key`, memoized until a token changes."""
+        epoch = self._epoch[0]  # read before the tokens: a change meanwhile shows
+        gens = self.gen_keys(key)
+        table = self._gens
+        stamp = (*[table.get(g) for g in gens[:-1]], self._owns.get(gens[-1]))
+        memo = (epoch, stamp, prefix + self.storage_key(key))
+        if len(self._stamps) >= self.storage_key_memo_size:
+            self._stamps.clear()
+        self._stamps[key] = memo
+        return memo
 
     def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
         if self.made_prefix is None:
