@@ -76,7 +76,8 @@ def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
         messages.append(
             Warning(
                 f"CACHES[{alias!r}] uses a custom KEY_FUNCTION, so keyedcache cannot list its "
-                "keys natively and uses generation tokens for subtree deletes.",
+                "keys (cache_keys, pattern deletes, the key browser) and reads through "
+                "Django's cache API.",
                 id="keyedcache.W001",
             )
         )
