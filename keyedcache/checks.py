@@ -22,6 +22,41 @@ def _has_native_adapter(backend: Any) -> bool:
     return path in NATIVE_BACKENDS
 
 
+#: Backends a native adapter could serve but keyedcache does not yet know, and
+#: what keyedcache cannot do on them (it runs them on its generic adapter).
+_NOT_YET_NATIVE = {
+    "django_redis.cache.RedisCache": "django-redis",
+    "django_valkey.cache.ValkeyCache": "django-valkey",
+    "django_valkey.cluster_cache.cache.ClusterValkeyCache": "django-valkey's cluster cache",
+}
+_GENERIC_LIMITS = (
+    "keyedcache cannot list its keys there: cache_keys(), iter_keys(), "
+    "cache_delete_pattern(), manage.py keyedcache keys/delete-pattern and the dashboard's "
+    "key browser fail, and stats() shows this process only. Reads, writes, deletes, "
+    "memoization and locks work, through Django's cache API."
+)
+
+
+@register(Tags.caches)
+def check_generic_redis_aliases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn about aliases on a Redis-family backend that keyedcache runs generically."""
+    messages: list[CheckMessage] = []
+    for alias, config in sorted(settings.CACHES.items()):
+        backend = config.get("BACKEND") if isinstance(config, dict) else None
+        name = _NOT_YET_NATIVE.get(str(backend))
+        if name is not None:
+            messages.append(
+                Warning(
+                    f"CACHES[{alias!r}] uses {name} ({backend}), which keyedcache runs on "
+                    f"its generic adapter: {_GENERIC_LIMITS}",
+                    hint="Django's own django.core.cache.backends.redis.RedisCache has a "
+                    "native adapter; see docs/backends.md.",
+                    id="keyedcache.W002",
+                )
+            )
+    return messages
+
+
 @register(Tags.caches)
 def check_keyedcache_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Check KEYEDCACHE_ALIAS, KEYEDCACHE_NAMESPACE and the alias they point at."""

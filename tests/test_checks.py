@@ -136,3 +136,35 @@ class TestKeyFunction:
     def test_custom_key_function_on_memcached_is_not_w001(self):
         # memcached never lists keys, so a custom KEY_FUNCTION costs nothing there.
         assert check_keyedcache_settings() == []
+
+
+class TestRedisFamilyOnTheGenericAdapter:
+    # The check reads BACKEND from settings only: the client libraries need not be installed.
+    @pytest.mark.parametrize(
+        ("backend_path", "name"),
+        [
+            ("django_redis.cache.RedisCache", "django-redis"),
+            ("django_valkey.cache.ValkeyCache", "django-valkey"),
+            ("django_valkey.cluster_cache.cache.ClusterValkeyCache", "cluster"),
+        ],
+    )
+    def test_a_redis_family_alias_without_a_native_adapter_is_w002(self, backend_path, name):
+        caches = {**TWO_ALIASES, "sessions": {"BACKEND": backend_path, "LOCATION": "x"}}
+        with override_settings(CACHES=caches):
+            from keyedcache.checks import check_generic_redis_aliases
+
+            messages = check_generic_redis_aliases()
+        assert ids(messages) == ["keyedcache.W002"]
+        assert isinstance(messages[0], Warning)
+        assert "'sessions'" in messages[0].msg and name in messages[0].msg
+        assert "cache_keys()" in messages[0].msg  # says what will not work
+
+    def test_native_backends_are_not_w002(self):
+        from keyedcache.checks import check_generic_redis_aliases
+
+        caches = {
+            **TWO_ALIASES,
+            "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "x"},
+        }
+        with override_settings(CACHES=caches):
+            assert check_generic_redis_aliases() == []
