@@ -32,22 +32,19 @@ def setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 
 
-_get = setting
-
-
 def alias() -> str:
     """KEYEDCACHE_ALIAS: the cache alias keyedcache uses by default ('default')."""
-    return str(_get("KEYEDCACHE_ALIAS", DEFAULT_ALIAS))
+    return str(setting("KEYEDCACHE_ALIAS", DEFAULT_ALIAS))
 
 
 def namespace() -> str:
     """KEYEDCACHE_NAMESPACE: the first segment of every storage key ('keyedcache')."""
-    return str(_get("KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE))
+    return str(setting("KEYEDCACHE_NAMESPACE", DEFAULT_NAMESPACE))
 
 
 def request_cache_size() -> int:
     """KEYEDCACHE_REQUEST_CACHE_SIZE: most keys one request scope remembers per cache."""
-    size = _get("KEYEDCACHE_REQUEST_CACHE_SIZE", DEFAULT_REQUEST_CACHE_SIZE)
+    size = setting("KEYEDCACHE_REQUEST_CACHE_SIZE", DEFAULT_REQUEST_CACHE_SIZE)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ValueError(f"KEYEDCACHE_REQUEST_CACHE_SIZE must be a non-negative int, got {size!r}")
     return size
@@ -55,7 +52,7 @@ def request_cache_size() -> int:
 
 def seconds(name: str, default: float) -> float | None:
     """A duration setting in seconds; None, False or 0 turn the feature off (None)."""
-    value = _get(name, default)
+    value = setting(name, default)
     if value is None or value is False:
         return None
     if not is_number(value) or not 0 <= value <= MAX_SECONDS:  # NaN fails the comparison
@@ -76,7 +73,7 @@ def stats_flush_interval() -> float | None:
 
 def stats_flush_operations() -> int:
     """KEYEDCACHE_STATS_FLUSH_OPERATIONS: counted calls after which a flush is due sooner."""
-    value = _get("KEYEDCACHE_STATS_FLUSH_OPERATIONS", DEFAULT_STATS_FLUSH_OPERATIONS)
+    value = setting("KEYEDCACHE_STATS_FLUSH_OPERATIONS", DEFAULT_STATS_FLUSH_OPERATIONS)
     return int(value or 0)
 
 
@@ -87,18 +84,18 @@ def stats_ttl() -> float | None:
 
 def dashboard_scan_limit(page_size: int) -> int:
     """KEYEDCACHE_DASHBOARD_SCAN_LIMIT: keys the browser lists before it asks, at least a page."""
-    limit = _get("KEYEDCACHE_DASHBOARD_SCAN_LIMIT", DEFAULT_DASHBOARD_SCAN_LIMIT)
+    limit = setting("KEYEDCACHE_DASHBOARD_SCAN_LIMIT", DEFAULT_DASHBOARD_SCAN_LIMIT)
     return max(int(limit), page_size)
 
 
 def keyval_backend() -> Any:
     """KEYEDCACHE_KEYVAL_BACKEND: the store URL of keyval (validated where it is parsed)."""
-    return _get("KEYEDCACHE_KEYVAL_BACKEND", DEFAULT_KEYVAL_BACKEND)
+    return setting("KEYEDCACHE_KEYVAL_BACKEND", DEFAULT_KEYVAL_BACKEND)
 
 
 def keyval_timeout() -> Any:
     """KEYEDCACHE_KEYVAL_TIMEOUT as set: seconds, None, or DEFAULT_TIMEOUT when unset."""
-    return _get("KEYEDCACHE_KEYVAL_TIMEOUT", DEFAULT_TIMEOUT)
+    return setting("KEYEDCACHE_KEYVAL_TIMEOUT", DEFAULT_TIMEOUT)
 
 
 def configured() -> bool:

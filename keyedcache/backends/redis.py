@@ -59,7 +59,20 @@ class RedisAdapter(StampedAdapter):
     # storage keys are valid by construction) and with one decode per value, so a
     # value that cannot be decoded spoils only itself.
 
-    def _decoded(self, stored_keys: list[str], raws: list[Any]) -> dict[str, Any]:
+    def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
+        if self.made_prefix is None:
+            return super().raw_get_many(stored_keys)
+        return self._mget(self._reader(), stored_keys)
+
+    def raw_get_many_primary(self, stored_keys: list[str]) -> dict[str, Any]:
+        if self.made_prefix is None:
+            return super().raw_get_many(stored_keys)
+        return self._mget(self._client(), stored_keys)
+
+    def _mget(self, client: Any, stored_keys: list[str]) -> dict[str, Any]:
+        """One MGET of the made keys on `client`, each value decoded on its own."""
+        prefix = self.made_prefix or ""
+        raws = client.mget([prefix + s for s in stored_keys])
         loads = self._serializer.loads
         found: dict[str, Any] = {}
         for stored, raw in zip(stored_keys, raws, strict=True):
@@ -70,20 +83,6 @@ class RedisAdapter(StampedAdapter):
             except DECODE_ERRORS as exc:
                 found[stored] = Undecodable(exc)
         return found
-
-    def raw_get_many(self, stored_keys: list[str]) -> dict[str, Any]:
-        prefix = self.made_prefix
-        if prefix is None:
-            return super().raw_get_many(stored_keys)
-        raws = self._reader().mget([prefix + s for s in stored_keys])
-        return self._decoded(stored_keys, raws)
-
-    def raw_get_many_primary(self, stored_keys: list[str]) -> dict[str, Any]:
-        prefix = self.made_prefix
-        if prefix is None:
-            return super().raw_get_many(stored_keys)
-        raws = self._client().mget([prefix + s for s in stored_keys])
-        return self._decoded(stored_keys, raws)
 
     def raw_set_many(self, values: dict[str, Any], timeout: Timeout) -> None:
         prefix = self.made_prefix

@@ -181,16 +181,20 @@ class StampedAdapter(Adapter):
     def _slot(self, key: str) -> Any:
         """What `key`'s slot holds, from the primary (not counted as a read of it):
         True for a valid record, False for an invalidated one, None for nothing."""
-        stored = self.storage_key(key)
-        gens = self.gen_keys(key)
-        found = self.raw_get_many_primary([stored, *gens])
-        record = found.get(stored, NO_VALUE)
+        record, tokens = self._primary_read(key)
         if record is NO_VALUE:
             return None
         # An entry that cannot be decoded is a miss for readers: like an
         # invalidated one, its slot may be taken.
-        opened = self._open(record, [found.get(g) for g in gens])
+        opened = self._open(record, tokens)
         return opened is not NO_VALUE and type(opened) is not Undecodable
+
+    def _primary_read(self, key: str) -> tuple[Any, list[Any]]:
+        """`key`'s stored record (or NO_VALUE) and its tokens, in one read of the primary."""
+        stored = self.storage_key(key)
+        gens = self.gen_keys(key)
+        found = self.raw_get_many_primary([stored, *gens])
+        return found.get(stored, NO_VALUE), [found.get(g) for g in gens]
 
     def _holds(self, key: str) -> bool:
         """Whether a valid record is stored for `key`."""
@@ -217,12 +221,10 @@ class StampedAdapter(Adapter):
     def read_basis(self, key: str) -> tuple[Any, tuple[Any, ...]]:
         """What a fill needs before it computes: the stored envelope (stale ones too,
         or NO_VALUE) and the stamp to write its result under (missing tokens created)."""
-        stored = self.storage_key(key)
-        gens = self.gen_keys(key)
-        found = self.raw_get_many_primary([stored, *gens])
-        tokens = [found.get(g) for g in gens]
-        opened = self._open(found.get(stored, NO_VALUE), tokens)
+        record, tokens = self._primary_read(key)
+        opened = self._open(record, tokens)
         if any(type(t) is not int for t in tokens):
+            gens = self.gen_keys(key)
             created = self._tokens(gens, self.own_token_ttl)
             tokens = [created[g] for g in gens]
         return opened, tuple(tokens)
