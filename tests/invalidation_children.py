@@ -26,7 +26,7 @@ from keyedcache import KEY_DELIM, cache_delete, cache_delete_function, cache_fun
 from keyedcache.contrib.keyval import KeyVal
 from keyedcache.contrib.keyval.models import KeyValEntry
 from tests.models import Widget
-from tests.procs import gate_wait
+from tests.procs import append_line, gate_wait, read_lines
 
 #: Bounded waits at a gate (never reached when the code works).
 DEADLINE = 30.0
@@ -34,23 +34,6 @@ DEADLINE = 30.0
 #: Per process: run directory -> address of the Gate the next execution of `priced` waits at.
 HOLD: dict[str, str] = {}
 _hold_lock = threading.Lock()
-
-
-def append_line(path: str | Path, text: str = "") -> None:
-    """Append one line with a single O_APPEND write (safe across processes)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{text}\n".encode())
-    finally:
-        os.close(fd)
-
-
-def read_lines(path: str | Path) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 def executions(run_dir: str) -> list[str]:

@@ -436,6 +436,26 @@ def gate_wait(address: str, timeout: float = DEFAULT_TIMEOUT) -> None:
             raise RuntimeError("the gate closed without opening")
 
 
+def append_line(path: str | Path, text: str = "") -> int:
+    """Append one line with a single O_APPEND write (safe across processes); return the
+    lines now in the file."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{text}\n".encode())
+    finally:
+        os.close(fd)
+    return len(read_lines(path))
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a file written by `append_line` ([] before the first)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
 # -- child side -----------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from keyedcache import cache_function, default_cache, is_cached
 from keyedcache import flight as flight_module
 from keyedcache.counters import counters
 from tests.conftest import BackendConfig
-from tests.procs import BoundWorker, ChildError, Gate, gate_wait
+from tests.procs import BoundWorker, ChildError, Gate, append_line, gate_wait, read_lines
 from tests.servers import Server
 
 #: Hang guard for joins, child results and bounded polls (never reached when the code works).
@@ -43,24 +43,6 @@ CROSS_PROCESS = ("db-sqlite", "db-postgres", "memcached", "memcached2", "redis")
 
 
 # -- helpers usable in this process and in child processes -----------------------------
-
-
-def append_line(path: str | Path, text: str = "") -> int:
-    """Append one line with a single O_APPEND write; return the lines now in the file."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{text}\n".encode())
-    finally:
-        os.close(fd)
-    return len(read_lines(path))
-
-
-def read_lines(path: str | Path) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 def wait_for_lines(path: str | Path, count: int, timeout: float = DEADLINE) -> bool:
