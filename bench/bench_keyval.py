@@ -8,42 +8,23 @@ import os
 import pickle
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.support import interleaved_medians, machine, redis_server, table
+from bench.support import (
+    interleaved_medians,
+    machine,
+    postgres_database,
+    postgres_settings,
+    redis_server,
+    table,
+)
 
 #: A cached kv.get on the local-memory cache must be at least this many times faster.
 TARGET = 10.0
-PG = {"HOST": "127.0.0.1", "PORT": 5432, "USER": "postgres", "PASSWORD": ""}
 VALUE = {"enabled": True, "rollout": 25, "groups": ["staff", "beta"], "note": "feature switch"}
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str | None]:
-    """Create a scratch PostgreSQL database (dropped afterwards); None when there is no server."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(
-            host=PG["HOST"], port=PG["PORT"], user=PG["USER"], dbname="postgres", autocommit=True
-        )
-    except Exception as exc:
-        print(f"PostgreSQL not used: {exc}", file=sys.stderr)
-        yield None
-        return
-    name = f"keyedcache_bench_{os.getpid()}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield name
-        finally:
-            from django.db import connections
-
-            connections.close_all()
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def configure(sqlite_path: str, pg_name: str | None, redis_url: str) -> list[str]:
@@ -59,7 +40,7 @@ def configure(sqlite_path: str, pg_name: str | None, redis_url: str) -> list[str
         }
     }
     if pg_name:
-        databases["pg"] = {"ENGINE": "django.db.backends.postgresql", "NAME": pg_name, **PG}
+        databases["pg"] = postgres_settings(pg_name)
     settings.configure(
         INSTALLED_APPS=[
             "django.contrib.contenttypes",

@@ -20,10 +20,8 @@ Then `cache_get_many` of 100 keys against 100 `cache_get` calls on each backend.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import os
-import pickle
 import shutil
 import statistics
 import sys
@@ -39,12 +37,13 @@ from bench.support import (
     interleaved_medians,
     machine,
     memcached_server,
+    postgres_database,
+    postgres_settings,
     redis_server,
     setup_django,
     table,
 )
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=2"
 SQLITE_TABLE = "kc_bench_cache_sqlite"
 PG_TABLE = "kc_bench_cache_pg"
 
@@ -68,30 +67,6 @@ class CacheTableRouter:
         if app_label != "django_cache" or model is None:
             return None
         return self._db(model) == db
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str | None]:
-    """Create a temporary PostgreSQL database; yield its name (None: no server)."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(PG_DSN, autocommit=True)
-    except Exception as exc:  # no driver or no server: the bench runs without it
-        print(f"(PostgreSQL skipped: {type(exc).__name__}: {exc})".strip(), file=sys.stderr)
-        yield None
-        return
-    name = f"kc_bench_{os.getpid()}"
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield name
-    finally:
-        from django.db import connections
-
-        if "pg" in connections:
-            connections["pg"].close()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 @contextlib.contextmanager
@@ -158,52 +133,6 @@ def fill_keyedcache(keys: list[str]) -> None:
         keyedcache.cache_set_many({k: i for i, k in enumerate(keys[start : start + 1000])}, 3600)
 
 
-def fill_database(alias: str, keys: list[str]) -> None:
-    """Insert the rows DatabaseCache would write for `keys`, in one executemany.
-
-    DatabaseCache's own set counts the table's rows on every call (to cull),
-    which makes writing 100,000 rows one by one quadratic; the rows are the
-    same either way: keyedcache's storage key and envelope, pickled and
-    base64-encoded, with an expiry an hour ahead.
-    """
-    from datetime import datetime, timedelta, timezone
-
-    from django.core.cache import caches
-    from django.db import connections, router, transaction
-
-    import keyedcache
-    from keyedcache.entry import make_entry
-
-    store = keyedcache.default_cache()
-    adapter = store.adapter
-    cache: Any = caches[alias]
-    db = router.db_for_write(cache.cache_model_class)
-    connection = connections[db]
-    quote = connection.ops.quote_name
-    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
-    adapted = connection.ops.adapt_datetimefield_value(expires)
-    rows = []
-    for i, key in enumerate(keys):
-        packed = make_entry(i, 3600, key=adapter.key_to_keep(key)).pack()
-        value = base64.b64encode(pickle.dumps(packed, cache.pickle_protocol)).decode("latin1")
-        rows.append((cache.make_key(adapter.storage_key(key)), value, adapted))
-    table_name = quote(cache._table)
-    sql = (
-        f"INSERT INTO {table_name} ({quote('cache_key')}, {quote('value')}, "
-        f"{quote('expires')}) VALUES (%s, %s, %s)"
-    )
-    with transaction.atomic(using=db), connection.cursor() as cursor:
-        for start in range(0, len(rows), 500):  # rows left by an earlier round go first
-            made = [row[0] for row in rows[start : start + 500]]
-            marks = ", ".join(["%s"] * len(made))
-            cursor.execute(
-                f"DELETE FROM {table_name} WHERE {quote('cache_key')} IN ({marks})", made
-            )
-        for start in range(0, len(rows), 5000):
-            cursor.executemany(sql, rows[start : start + 5000])
-    assert keyedcache.cache_get(keys[-1]) == len(keys) - 1
-
-
 # -- the listing and delete bench --------------------------------------------------------------
 
 
@@ -217,8 +146,9 @@ def bench_backend(
 
     rows = []
     with override_settings(KEYEDCACHE_ALIAS=alias):
-        is_db = label.startswith("database")
-        fill = (lambda keys: fill_database(alias, keys)) if is_db else fill_keyedcache
+        # keyedcache writes the database cache's rows itself, one upsert per batch
+        # (not Django's per-row COUNT(*)), so one fill serves every backend.
+        fill = fill_keyedcache
         keyedcache.cache_delete()
         fill(everything)
 
@@ -367,13 +297,7 @@ def main() -> None:
             },
         }
         if pg_name is not None:
-            databases["pg"] = {
-                "ENGINE": "django.db.backends.postgresql",
-                "HOST": "127.0.0.1",
-                "PORT": 5432,
-                "USER": "postgres",
-                "NAME": pg_name,
-            }
+            databases["pg"] = postgres_settings(pg_name)
             caches["postgres"] = {
                 "BACKEND": "django.core.cache.backends.db.DatabaseCache",
                 "LOCATION": PG_TABLE,

@@ -34,12 +34,21 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.support import machine, memcached_server, per_call_ns, redis_server, setup_django, table
+from bench.support import (
+    machine,
+    memcached_server,
+    per_call_ns,
+    postgres_database,
+    postgres_settings,
+    redis_server,
+    setup_django,
+    table,
+)
 
 BACKENDS = ("redis", "postgres", "memcached")
 LABELS = {
@@ -48,7 +57,6 @@ LABELS = {
     "memcached": "memcached (PyMemcacheCache)",
 }
 PG_TABLE = "kc_bench_scale_cache"
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=2"
 #: Timed work per operation and round (seconds), and the most repetitions it takes.
 BUDGET = 0.2
 MAX_REPS = 50
@@ -83,28 +91,6 @@ class CacheTableRouter:
         if app_label != "django_cache":
             return None
         return db == "pg"
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """Create a scratch PostgreSQL database; yield its name; drop it at the end."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(PG_DSN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise SystemExit(f"PostgreSQL on 127.0.0.1:5432 not reachable: {exc}") from exc
-    name = f"kc_bench_scale_{os.getpid()}"
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield name
-    finally:
-        from django.db import connections
-
-        with contextlib.suppress(Exception):
-            connections["pg"].close()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 # -- filling with unrelated keys ----------------------------------------------------------------
@@ -402,14 +388,10 @@ def main() -> None:
             }
             fillers["memcached"] = functools.partial(MemcachedFiller, location)
         if "postgres" in chosen:
-            pg_name = stack.enter_context(postgres_database())
-            databases["pg"] = {
-                "ENGINE": "django.db.backends.postgresql",
-                "HOST": "127.0.0.1",
-                "PORT": 5432,
-                "USER": "postgres",
-                "NAME": pg_name,
-            }
+            pg_name = stack.enter_context(postgres_database("kc_bench_scale"))
+            if pg_name is None:
+                raise SystemExit("PostgreSQL on 127.0.0.1:5432 is not reachable")
+            databases["pg"] = postgres_settings(pg_name)
             caches["postgres"] = {
                 "BACKEND": "django.core.cache.backends.db.DatabaseCache",
                 "LOCATION": PG_TABLE,

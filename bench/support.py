@@ -37,6 +37,46 @@ def setup_django(
     django.setup()
 
 
+#: The local PostgreSQL server the benches use (trust auth), and Django's settings for it.
+PG_SERVER = {"HOST": "127.0.0.1", "PORT": 5432, "USER": "postgres", "PASSWORD": ""}
+
+
+def postgres_settings(name: str) -> dict[str, Any]:
+    """Django DATABASES settings for database `name` on the local PostgreSQL server."""
+    return {"ENGINE": "django.db.backends.postgresql", "NAME": name, **PG_SERVER}
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "kc_bench") -> Iterator[str | None]:
+    """Create a scratch PostgreSQL database; yield its name (None: no driver or no
+    server, said on stderr); close Django's connections and drop it at the end."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(
+            host=PG_SERVER["HOST"],
+            port=PG_SERVER["PORT"],
+            user=PG_SERVER["USER"],
+            dbname="postgres",
+            connect_timeout=2,
+            autocommit=True,
+        )
+    except Exception as exc:  # the bench runs without it, or says it cannot
+        print(f"(PostgreSQL not used: {type(exc).__name__}: {exc})", file=sys.stderr)
+        yield None
+        return
+    name = f"{prefix}_{os.getpid()}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield name
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
