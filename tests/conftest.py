@@ -29,6 +29,7 @@ from pytest_django.fixtures import validate_django_db
 import keyedcache
 from tests import settings as test_settings
 from tests.procs import PROCESS_ENV_KEYS, BoundWorker, WorkerPool, pool_workers
+from tests.topologies import RedisCluster
 from tests.servers import (
     MemcachedServer,
     RedisServer,
@@ -40,11 +41,24 @@ from tests.servers import (
 )
 
 #: Every backend the behaviour suite runs on, in this order.
-BACKENDS = ("locmem", "db-sqlite", "db-postgres", "file", "memcached", "memcached2", "redis")
+BACKENDS = (
+    "locmem",
+    "db-sqlite",
+    "db-postgres",
+    "file",
+    "memcached",
+    "memcached2",
+    "redis",
+    "django-redis",
+    "valkey",
+    "valkey-cluster",
+)
+#: Backends on a Redis-protocol server (one redis-server, or a cluster of them).
+REDIS_FAMILY = frozenset({"redis", "django-redis", "valkey", "valkey-cluster"})
 #: Database backends and the database alias their cache table lives in.
 DB_BACKENDS = {"db-sqlite": "default", "db-postgres": "pg"}
 #: Backends that need a server process (or PostgreSQL).
-SERVER_BACKENDS = frozenset({"db-postgres", "memcached", "memcached2", "redis"})
+SERVER_BACKENDS = frozenset({"db-postgres", "memcached", "memcached2", *REDIS_FAMILY})
 #: The adapter keyedcache must pick for each backend (with Django's key function).
 EXPECTED_ADAPTER = {
     "locmem": "locmem",
@@ -54,9 +68,12 @@ EXPECTED_ADAPTER = {
     "memcached": "memcached",
     "memcached2": "memcached",
     "redis": "redis",
+    "django-redis": "django-redis",
+    "valkey": "django-valkey",
+    "valkey-cluster": "valkey-cluster",
 }
 #: Backends whose adapter lists keys (exact delete results, native subtree deletes).
-ENUMERATING = frozenset({"locmem", "db-sqlite", "db-postgres", "redis"})
+ENUMERATING = frozenset({"locmem", "db-sqlite", "db-postgres", *REDIS_FAMILY})
 
 CACHE_TABLE = "keyedcache_test_cache"
 TEST_TMP = Path(test_settings.TEST_TMP)
@@ -175,6 +192,15 @@ class BackendConfig:
         return self.name in DB_BACKENDS
 
     @property
+    def is_redis(self) -> bool:
+        """True on every Redis-protocol backend (Django's, django-redis, valkey, cluster)."""
+        return self.name in REDIS_FAMILY
+
+    def redis_client(self) -> Any:
+        """The raw redis-py/valkey-py client of the primary (a cluster client on the cluster)."""
+        return keyedcache.default_cache().adapter._client()  # type: ignore[attr-defined]
+
+    @property
     def config(self) -> dict[str, Any]:
         """A copy of the "default" alias settings."""
         return copy.deepcopy(self.caches["default"])
@@ -226,9 +252,8 @@ class BackendConfig:
             return None if expires is None else expires - time.time()
         if self.is_db:
             return self._db_ttl(key, made)
-        if self.name == "redis":
-            client = cache._cache.get_client(write=True)
-            millis = client.pttl(made)
+        if self.is_redis:
+            millis = self.redis_client().pttl(made)
             if millis == -2:
                 raise LookupError(key)
             return None if millis == -1 else millis / 1000
@@ -318,8 +343,9 @@ class BackendConfig:
             config = self.variant(LOCATION=str(TEST_TMP / "file-caches" / f"{self.prefix}-down"))
         elif self.name in ("memcached", "memcached2"):
             config = self.variant(LOCATION=f"127.0.0.1:{free_port()}")
-        elif self.name == "redis":
-            config = self.variant(LOCATION=f"redis://127.0.0.1:{free_port()}/0")
+        elif self.is_redis:
+            scheme = "valkey" if self.name.startswith("valkey") else "redis"
+            config = self.variant(LOCATION=f"{scheme}://127.0.0.1:{free_port()}/0")
         else:  # pragma: no cover
             raise ValueError(self.name)
         with override_settings(CACHES={"default": config}):
@@ -427,6 +453,25 @@ def backend(request: pytest.FixtureRequest) -> Iterator[BackendConfig]:
             "LOCATION": server.url,
             "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 2.0},
         }
+    elif name in ("django-redis", "valkey"):
+        server = request.getfixturevalue("redis_server")
+        servers = [server]
+        library = "django_redis.cache.RedisCache"
+        if name == "valkey":
+            library = "django_valkey.cache.ValkeyCache"
+        config = {
+            "BACKEND": library,
+            "LOCATION": server.url if name == "django-redis" else f"valkey://{server.location}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1.0, "SOCKET_TIMEOUT": 2.0},
+        }
+    elif name == "valkey-cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        servers = list(cluster.nodes)
+        config = {
+            "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
+            "LOCATION": f"valkey://{cluster.nodes[0].location}",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1.0, "SOCKET_TIMEOUT": 2.0},
+        }
     else:  # pragma: no cover - pytest_generate_tests rejects unknown names
         raise ValueError(name)
     config["KEY_PREFIX"] = prefix
@@ -499,6 +544,21 @@ def redis_server() -> Iterator[RedisServer]:
     assert isinstance(server, RedisServer)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A 3-primary Redis Cluster of this session (cluster-enabled redis-servers)."""
+    for binary in ("redis-server", "redis-cli"):
+        if find_binary(binary) is None:
+            unavailable(f"{binary} not installed")
+    try:
+        cluster = RedisCluster(TEST_TMP / "cluster")
+    except ServerError as exc:
+        unavailable(str(exc))
+        raise
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

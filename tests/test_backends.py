@@ -22,6 +22,9 @@ ADAPTER_CLASSES = {
     "locmem": "LocMemAdapter",
     "database": "DatabaseAdapter",
     "redis": "RedisAdapter",
+    "django-redis": "DjangoRedisAdapter",
+    "django-valkey": "ValkeyAdapter",
+    "valkey-cluster": "ValkeyClusterAdapter",
     "memcached": "MemcachedAdapter",
     "filebased": "FileBasedAdapter",
 }

@@ -57,7 +57,17 @@ from tests.procs import BoundWorker, Gate
 DEADLINE = 30.0
 
 #: Backends whose entries every process shares (locmem is per process).
-CROSS_PROCESS = ("db-sqlite", "db-postgres", "file", "memcached", "memcached2", "redis")
+CROSS_PROCESS = (
+    "db-sqlite",
+    "db-postgres",
+    "file",
+    "memcached",
+    "memcached2",
+    "redis",
+    "django-redis",
+    "valkey",
+    "valkey-cluster",
+)
 
 #: Every test here runs child processes against real servers: bound the whole test.
 pytestmark = pytest.mark.timeout(180)
@@ -342,7 +352,7 @@ def corrupt_raw_entries(backend: BackendConfig, marker: bytes) -> int:
         return _corrupt_files(backend, marker)
     if backend.is_db:
         return _corrupt_rows(backend, marker)
-    if backend.name == "redis":
+    if backend.is_redis:
         return _corrupt_redis(backend, marker)
     return _corrupt_memcached(backend, marker)
 
@@ -395,7 +405,7 @@ def _corrupt_rows(backend: BackendConfig, marker: bytes) -> int:
 
 
 def _corrupt_redis(backend: BackendConfig, marker: bytes) -> int:
-    client = backend.cache._cache.get_client(write=True)
+    client = backend.redis_client()
     found = []
     for made in client.scan_iter(match=f"{backend.prefix}:*", count=1000):
         data = client.get(made)

@@ -34,7 +34,16 @@ from tests.conftest import BackendConfig
 from tests.procs import Gate
 
 #: Backends whose `add` is atomic across processes.
-ATOMIC_ACROSS_PROCESSES = ("redis", "memcached", "memcached2", "db-sqlite", "db-postgres")
+ATOMIC_ACROSS_PROCESSES = (
+    "redis",
+    "django-redis",
+    "valkey",
+    "valkey-cluster",
+    "memcached",
+    "memcached2",
+    "db-sqlite",
+    "db-postgres",
+)
 #: Backends that decide expiry with this process's clock (it can be moved ahead).
 LOCAL_CLOCK = ("locmem", "file", "db-sqlite", "db-postgres")
 
@@ -194,7 +203,7 @@ def test_an_expired_lock_is_taken_over(
     backend: BackendConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Redis expires a lock to the millisecond, the others to the second.
-    timeout = 0.2 if backend.name == "redis" else 1
+    timeout = 0.2 if backend.is_redis else 1
     first = cache_lock("expiring", timeout=timeout)
     assert first.acquire()
     second = cache_lock("expiring", timeout=30, blocking_timeout=10)
@@ -223,7 +232,7 @@ def test_a_lock_expires_after_its_timeout(backend: BackendConfig) -> None:
     assert lock.acquire()
     ttl = lock_record_ttl(backend, "timed")
     # Whole-second backends keep it up to a second longer (never shorter).
-    assert ttl is not None and 5.5 < ttl <= (7 if backend.name == "redis" else 8)
+    assert ttl is not None and 5.5 < ttl <= (7 if backend.is_redis else 8)
     lock.release()
 
 
@@ -271,7 +280,7 @@ def test_release_by_a_non_owner_is_refused(backend: BackendConfig) -> None:
 
 def test_extend(backend: BackendConfig) -> None:
     # Whole-second backends keep a lock up to a second longer (never shorter).
-    extra = 0 if backend.name == "redis" else 1
+    extra = 0 if backend.is_redis else 1
     lock = cache_lock("ext", timeout=3)
     assert lock.acquire()
     assert lock.extend(60) is True

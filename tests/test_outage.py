@@ -21,7 +21,9 @@ from keyedcache.counters import counters
 from tests.conftest import BackendConfig
 from tests.servers import Server
 
-pytestmark = pytest.mark.backends("redis", "memcached", "memcached2")
+pytestmark = pytest.mark.backends(
+    "redis", "django-redis", "valkey", "valkey-cluster", "memcached", "memcached2"
+)
 
 # Bound for a client to reconnect to a restarted server (a retry loop, not a wait).
 RECONNECT_DEADLINE = 30.0

@@ -39,7 +39,16 @@ from tests.servers import Server
 DEADLINE = 30.0
 
 #: Backends a cross-process test runs on: they share entries between processes.
-CROSS_PROCESS = ("db-sqlite", "db-postgres", "memcached", "memcached2", "redis")
+CROSS_PROCESS = (
+    "db-sqlite",
+    "db-postgres",
+    "memcached",
+    "memcached2",
+    "redis",
+    "django-redis",
+    "valkey",
+    "valkey-cluster",
+)
 
 
 # -- helpers usable in this process and in child processes -----------------------------

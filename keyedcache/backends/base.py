@@ -92,7 +92,9 @@ class Adapter:
         probe = caches[alias]
         self._local.cache = probe
         self.default_timeout: float | None = probe.default_timeout
-        made_prefix = probe.make_key("")
+        # The key function itself, not make_key(""): django-valkey's make_key
+        # returns an empty key unchanged, without its prefix and version.
+        made_prefix = str(probe.key_func("", probe.key_prefix, probe.version))
         self.budget = MAX_KEY_LENGTH - len(made_prefix)
         # Checked here, once: a storage key that cannot fit must fail loudly at
         # start-up, not look like a backend outage on every call.
@@ -170,6 +172,11 @@ class Adapter:
             if value is not NO_VALUE:
                 found[stored] = value
         return found
+
+    def raw_pickled(self, stored: str) -> bytes | None:
+        """The bytes this process holds pickled for `stored`, where it holds them (locmem);
+        None elsewhere. Lets listings read a record without unpickling its value."""
+        return None
 
     def raw_get_many_primary(self, stored_keys: list[str]) -> dict[str, Any]:
         """`raw_get_many` from the primary, for what must read its own writes (tokens)."""

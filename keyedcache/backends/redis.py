@@ -21,6 +21,15 @@ _EXTEND = (
 )
 
 
+def _seconds(timeout: Timeout) -> int | None:
+    """Django RedisCache's rule for a resolved timeout: whole seconds, None never expires.
+
+    Done here rather than through the cache object, because django-valkey's
+    caches are not Django BaseCache subclasses and lack get_backend_timeout.
+    """
+    return None if timeout is None else max(0, int(timeout))
+
+
 class RedisAdapter(StampedAdapter):
     """Redis or Valkey through django.core.cache.backends.redis.RedisCache."""
 
@@ -29,8 +38,24 @@ class RedisAdapter(StampedAdapter):
     scan_count = 1000
     delete_batch = 500
 
+    def _connect(self, write: bool) -> Any:
+        """A client of the backend: the primary when `write`, else a replica if any."""
+        return self.cache._cache.get_client(write=write)  # type: ignore[attr-defined]
+
+    def _dumps(self) -> Any:
+        """The backend's own value encoder (bytes, or a raw int it stores as a number)."""
+        return self.cache._cache._serializer.dumps  # type: ignore[attr-defined]
+
+    def _loads(self) -> Any:
+        """The backend's own value decoder, the inverse of `_dumps`."""
+        return self.cache._cache._serializer.loads  # type: ignore[attr-defined]
+
+    def _mget_raw(self, client: Any, made_keys: list[str]) -> list[Any]:
+        """The raw values of `made_keys`, in order (one MGET; a cluster splits it per slot)."""
+        return client.mget(made_keys)  # type: ignore[no-any-return]
+
     def _client(self) -> Any:
-        # Writes, scans, tokens and deletes go to the first server, as Django's
+        # Writes, scans, tokens and deletes go to the primary, as the backend's
         # own writes do; replicas may lag behind it. Django builds a new
         # redis.Redis object per call; one per thread is enough (it only
         # wraps the shared connection pool) and halves the cost of a hit.
@@ -38,7 +63,7 @@ class RedisAdapter(StampedAdapter):
         try:
             return local.redis_writer
         except AttributeError:
-            local.redis_writer = self.cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+            local.redis_writer = self._connect(True)
             return local.redis_writer
 
     def _reader(self) -> Any:
@@ -47,12 +72,8 @@ class RedisAdapter(StampedAdapter):
         try:
             return local.redis_reader
         except AttributeError:
-            local.redis_reader = self.cache._cache.get_client(write=False)  # type: ignore[attr-defined]
+            local.redis_reader = self._connect(False)
             return local.redis_reader
-
-    @property
-    def _serializer(self) -> Any:
-        return self.cache._cache._serializer  # type: ignore[attr-defined]
 
     # -- the raw layer: made keys straight to the client ---------------------------
     # The same steps as RedisCacheClient, minus make_and_validate_key (keyedcache's
@@ -72,8 +93,8 @@ class RedisAdapter(StampedAdapter):
     def _mget(self, client: Any, stored_keys: list[str]) -> dict[str, Any]:
         """One MGET of the made keys on `client`, each value decoded on its own."""
         prefix = self.made_prefix or ""
-        raws = client.mget([prefix + s for s in stored_keys])
-        loads = self._serializer.loads
+        raws = self._mget_raw(client, [prefix + s for s in stored_keys])
+        loads = self._loads()
         found: dict[str, Any] = {}
         for stored, raw in zip(stored_keys, raws, strict=True):
             if raw is None:
@@ -89,8 +110,8 @@ class RedisAdapter(StampedAdapter):
         if prefix is None:
             super().raw_set_many(values, timeout)
             return
-        seconds = self.cache.get_backend_timeout(timeout)
-        dumps = self._serializer.dumps
+        seconds = _seconds(timeout)
+        dumps = self._dumps()
         pipeline = self._client().pipeline(transaction=False)
         for stored, value in values.items():
             if seconds == 0:
@@ -102,11 +123,11 @@ class RedisAdapter(StampedAdapter):
     def raw_add(self, stored: str, value: Any, timeout: Timeout) -> bool:
         if self.made_prefix is None:
             return super().raw_add(stored, value, timeout)
-        seconds = self.cache.get_backend_timeout(timeout)
+        seconds = _seconds(timeout)
         if seconds == 0:
             return False
         made = self.made_prefix + stored
-        return bool(self._client().set(made, self._serializer.dumps(value), ex=seconds, nx=True))
+        return bool(self._client().set(made, self._dumps()(value), ex=seconds, nx=True))
 
     def raw_delete_many(self, stored_keys: list[str]) -> None:
         if self.made_prefix is None:
@@ -121,7 +142,7 @@ class RedisAdapter(StampedAdapter):
         if self.made_prefix is None:
             super().raw_touch(stored, timeout)
             return
-        seconds = self.cache.get_backend_timeout(timeout)
+        seconds = _seconds(timeout)
         made = self.made_prefix + stored
         if seconds is None:
             self._client().persist(made)

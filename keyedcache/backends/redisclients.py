@@ -1,0 +1,75 @@
+"""Adapters for django-redis and django-valkey: the Redis adapter on their clients and codecs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyedcache.backends.base import Timeout
+from keyedcache.backends.redis import RedisAdapter
+from keyedcache.backends.stamped import StampedAdapter
+
+# Both libraries hang a "client" object off the cache (DefaultClient, its
+# Sentinel subclass, the cluster client) that hands out raw redis-py/valkey-py
+# clients with get_client(write=...) and owns the serializer and compressor
+# chain as encode()/decode(). Going through those keeps every value readable
+# by the library's own cache.get, whatever SERIALIZER/COMPRESSOR the site set.
+
+
+class LibraryClientAdapter(RedisAdapter):
+    """A Redis-protocol backend whose cache object exposes a django-redis style client."""
+
+    name = "django-redis"
+
+    def _connect(self, write: bool) -> Any:
+        return self.cache.client.get_client(write=write)  # type: ignore[attr-defined]
+
+    def _dumps(self) -> Any:
+        return self.cache.client.encode  # type: ignore[attr-defined]
+
+    def _loads(self) -> Any:
+        return self.cache.client.decode  # type: ignore[attr-defined]
+
+
+class DjangoRedisAdapter(LibraryClientAdapter):
+    """django_redis.cache.RedisCache with its default or Sentinel client."""
+
+    name = "django-redis"
+
+
+class ValkeyAdapter(LibraryClientAdapter):
+    """django_valkey.cache.ValkeyCache with its default or Sentinel client."""
+
+    name = "django-valkey"
+
+
+class ValkeyClusterAdapter(LibraryClientAdapter):
+    """django_valkey's ClusterValkeyCache: one client that routes each key to its slot.
+
+    Single-key commands, pipelines of them, SCAN (every primary, one after
+    another), DEL/UNLINK of many keys (split per slot by the client) and the
+    one-key Lua scripts of locks all work as they are. A multi-key MGET must not
+    cross slots, so reads split it per slot: a record and its tokens then come
+    from up to that many nodes, read one after another without a common
+    snapshot. That is still safe, because a record is valid only while every
+    token it was stamped with is unchanged: any interleaving with an
+    invalidation gives either the value as it was before it, or a miss.
+    """
+
+    name = "valkey-cluster"
+
+    def _mget_raw(self, client: Any, made_keys: list[str]) -> list[Any]:
+        return client.mget_nonatomic(made_keys)  # type: ignore[no-any-return]
+
+
+class GenericClusterAdapter(StampedAdapter):
+    """The generic adapter on ClusterValkeyCache (a custom KEY_FUNCTION hides made keys).
+
+    The cluster cache's set_many is an MSET split per slot: it takes no timeout
+    (its second argument is the key version), so entries would be written under
+    the wrong version and never expire. Writes go key by key instead.
+    """
+
+    def raw_set_many(self, values: dict[str, Any], timeout: Timeout) -> None:
+        cache = self.cache
+        for stored, value in values.items():
+            cache.set(stored, value, timeout)
