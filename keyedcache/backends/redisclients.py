@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import pickle
+from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from keyedcache.backends.base import Timeout
@@ -24,10 +28,51 @@ class LibraryClientAdapter(RedisAdapter):
         return self.cache.client.get_client(write=write)  # type: ignore[attr-defined]
 
     def _dumps(self) -> Any:
-        return self.cache.client.encode  # type: ignore[attr-defined]
+        return self._codec()[0]
 
     def _loads(self) -> Any:
-        return self.cache.client.decode  # type: ignore[attr-defined]
+        return self._codec()[1]
+
+    def _codec(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+        """(encode, decode) for this alias, chosen once from the library's client."""
+        try:
+            return self._chosen_codec  # type: ignore[has-type, no-any-return]
+        except AttributeError:
+            self._chosen_codec = codec_for(self.cache.client)  # type: ignore[attr-defined]
+            return self._chosen_codec
+
+
+def codec_for(client: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(encode, decode) of keyedcache's stored values on a django-redis/django-valkey client.
+
+    With a pickle serializer: the client's own encode/decode, so its
+    PICKLE_VERSION and COMPRESSOR apply and the library's cache.get reads every
+    keyedcache key. JSON, msgpack and msgspec cannot carry a keyedcache record
+    (a tuple holding bytes: JSON refuses the bytes, msgpack turns the tuple
+    into a list), so with those the records are pickled by keyedcache and then
+    passed through the library's compressor; tokens, which are plain ints, are
+    stored as the numbers the library itself would store.
+    """
+    serializer = client._serializer
+    if "pickle" in type(serializer).__module__.rsplit(".", 1)[-1]:
+        return client.encode, client.decode
+    compressor = client._compressor
+    library = type(client).__module__.split(".", 1)[0]
+    compressor_error = import_module(f"{library}.exceptions").CompressorError
+
+    def encode(value: Any) -> Any:
+        if type(value) is int:
+            return value
+        return compressor.compress(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+
+    def decode(raw: Any) -> Any:
+        if isinstance(raw, int) or raw.isdigit():  # a token (pickles never start with a digit)
+            return int(raw)
+        with contextlib.suppress(compressor_error):  # short values are stored uncompressed
+            raw = compressor.decompress(raw)
+        return pickle.loads(raw)
+
+    return encode, decode
 
 
 class DjangoRedisAdapter(LibraryClientAdapter):
