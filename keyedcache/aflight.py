@@ -32,6 +32,7 @@ class AsyncSingleFlight:
         *,
         on_wait_timeout: Callable[[], None] = lambda: None,
         on_refresh_error: Callable[[], None] = lambda: None,
+        on_wait: Callable[[str, float, bool], None] = lambda key, seconds, timed_out: None,
         clock: Callable[[], float] = time.time,
         draw: Callable[[], float] = _draw,
     ) -> None:
@@ -39,6 +40,8 @@ class AsyncSingleFlight:
         self.policy = policy
         self.on_wait_timeout = on_wait_timeout
         self.on_refresh_error = on_refresh_error
+        #: Called with (key, seconds, timed_out) after waiting for another's computation.
+        self.on_wait = on_wait
         self.clock = clock
         self.draw = draw
         # One table per event loop: futures belong to the loop that made them.
@@ -121,13 +124,16 @@ class AsyncSingleFlight:
                     return value
                 finally:
                     del self._flights[slot]
+            waited = time.perf_counter()
             try:
                 ok, value = await asyncio.wait_for(
                     asyncio.shield(future), max(deadline - self.clock(), 0)
                 )
             except asyncio.TimeoutError:
+                self.on_wait(key, time.perf_counter() - waited, True)
                 self.on_wait_timeout()
                 return await self._compute_and_save(key, compute)
+            self.on_wait(key, time.perf_counter() - waited, False)
             if ok:
                 return value
 
@@ -135,18 +141,24 @@ class AsyncSingleFlight:
         self, key: str, compute: Callable[[], Awaitable[Any]], deadline: float
     ) -> Any:
         backoff = Backoff(self.policy.poll_first, self.policy.poll_max, deadline, clock=self.clock)
+        waited: float | None = None  # when this caller began waiting for another process
         while True:
             token = new_token(with_pid=True)
             acquired = await self.source.acquire(key, token)
             if acquired is None:
                 return await compute()
             if acquired:
+                if waited is not None:
+                    self.on_wait(key, time.perf_counter() - waited, False)
                 return await self._compute_then_release(key, compute, token, None)
+            waited = time.perf_counter() if waited is None else waited
             pause = backoff.next_pause()
             if pause is None:
+                self.on_wait(key, time.perf_counter() - waited, True)
                 self.on_wait_timeout()
                 return await self._compute_and_save(key, compute)
             await asyncio.sleep(pause)
             entry = await self.source.load(key)
             if _servable(entry, self.clock()):
+                self.on_wait(key, time.perf_counter() - waited, False)
                 return entry.value  # type: ignore[union-attr]

@@ -11,8 +11,9 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.dummy import DummyCache
 
+from keyedcache.acache import AsyncCacheMixin
 from keyedcache.backends import StampedAdapter, Undecodable, build_adapter
-from keyedcache.counters import DELETES, HITS, LOCAL_HITS, MISSES, SETS, counters
+from keyedcache.counters import DELETES, HITS, LOCAL_HITS, LOCAL_MISSES, MISSES, SETS, counters
 from keyedcache.entry import (
     NO_VALUE,
     UNSEEN,
@@ -29,6 +30,8 @@ from keyedcache.guard import Guard, raise_if_unpicklable
 from keyedcache.local import current_scope
 from keyedcache.lock import DEFAULT_LOCK_TIMEOUT, CacheLock
 from keyedcache.many import ManyKeysMixin
+from keyedcache.signals import HIT, LOCAL_HIT, LOCAL_MISS, MISS, listening
+from keyedcache.signals import read as signal_read
 from keyedcache.ttl import TTLMixin
 from keyedcache.validation import checked_length
 
@@ -36,7 +39,7 @@ from keyedcache.validation import checked_length
 switch = [True]
 
 
-class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
+class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin, AsyncCacheMixin):
     """keyedcache's operations on one Django cache alias.
 
     Reads that fail because the backend is down are misses, writes that fail
@@ -98,6 +101,7 @@ class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
         """
         if self.backend_enabled and switch[0]:
             counts = counters.slots(key)
+            started = time.perf_counter() if listening[0] else 0.0  # 0.0: nobody listens
             scope = current_scope()
             raw = None
             if scope is None:
@@ -112,11 +116,19 @@ class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
                     scope.remember(self.scope_id, key, value)
                 elif value is not NO_VALUE:
                     counts[LOCAL_HITS] += 1
+                    if started:
+                        signal_read(self, key, LOCAL_HIT, started)
                     return value
             if value is not NO_VALUE:
                 counts[HITS] += 1
+                if started:
+                    signal_read(self, key, HIT, started)
                 return value
-            counts[MISSES] += 1
+            # raw is None only when the request scope knew the key absent: no backend read.
+            counts[LOCAL_MISSES if raw is None and scope is not None else MISSES] += 1
+            if started:
+                local = raw is None and scope is not None
+                signal_read(self, key, LOCAL_MISS if local else MISS, started)
             if type(raw) is Undecodable:
                 self.guard.decode_failed(key, raw.error)
         if default is NO_VALUE:
@@ -132,6 +144,7 @@ class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
         if not (self.backend_enabled and switch[0]):
             return NO_VALUE, None
         counts = counters.slots(key)
+        started = time.perf_counter() if listening[0] else 0.0  # 0.0: nobody listens
         scope = current_scope()
         if scope is not None:
             table = scope.tables.get(self.scope_id)
@@ -139,15 +152,21 @@ class KeyedCache(FillsMixin, ManyKeysMixin, TTLMixin):
                 value = table.get(key, NO_VALUE)
                 if value is not NO_VALUE:
                     counts[LOCAL_HITS] += 1
+                    if started:
+                        signal_read(self, key, LOCAL_HIT, started, "memoized")
                     return value, None
         raw = self._fetch(key)
         value = fresh_value(raw)
         if value is not NO_VALUE:
             counts[HITS] += 1
+            if started:
+                signal_read(self, key, HIT, started, "memoized")
             if scope is not None:
                 scope.remember(self.scope_id, key, value)
             return value, raw
         counts[MISSES] += 1
+        if started:
+            signal_read(self, key, MISS, started, "memoized")
         if type(raw) is Undecodable:
             self.guard.decode_failed(key, raw.error)
         # A stale envelope still serves single flight (stale-while-revalidate).

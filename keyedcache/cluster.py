@@ -50,8 +50,11 @@ def _add_into(total: dict[str, int], more: dict[str, Any]) -> None:
 def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
     """Cache figures of every worker process, of this process, per prefix and per minute.
 
-    `totals` adds up the last record of every live process (this one's live
-    figures instead of its record): exact once each has flushed. With
+    `totals` adds up the last record of every process whose record has not
+    expired (this one's live figures instead of its record): exact once each
+    has flushed. `processes` lists the running ones; `finished` counts those that
+    exited (their last record is marked so). `busiest` is the prefixes with the
+    most reads (none with zero). With
     `flush=True` this process writes its record first. When the records
     cannot be read (outage, a backend that cannot list keys), the totals are
     this process's and `cluster` is False. Everything returned is plain,
@@ -96,6 +99,12 @@ def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
         for minute in range(this_minute - SERIES_MINUTES + 1, this_minute + 1)
     ]
     table = _prefix_table(prefixes)
+    # Records of processes that exited still count in the totals until they
+    # expire; the processes are not listed (a `manage.py` run is not a worker).
+    finished = [record for record in records if record.get("finished")]
+    finished_totals: dict[str, int] = {}
+    for record in finished:
+        _add_into(finished_totals, record.get("counters", {}))
     processes = sorted(
         (
             {
@@ -108,6 +117,7 @@ def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
                 **{name: int(record.get("counters", {}).get(name, 0)) for name in COUNTER_NAMES},
             }
             for record in records
+            if not record.get("finished")
         ),
         key=lambda p: (str(p["host"]), int(p["pid"] or 0), str(p["id"])),
     )
@@ -125,13 +135,19 @@ def stats(*, flush: bool = False, alias: str | None = None) -> dict[str, Any]:
         },
         "processes": processes,
         "process_count": len(processes),
+        "finished": {"count": len(finished), "counters": finished_totals},
         "prefixes": table,
+        "busiest": [row for row in table if row.get("calls", 0) > 0][:BUSIEST],
         "minutes": series,
         "cluster": cluster,
         "alias": where,
         "namespace": namespace,
         "time": now,
     }
+
+
+#: Rows of stats()["busiest"]: the prefixes with the most reads.
+BUSIEST = 20
 
 
 def _prefix_table(prefixes: dict[str, dict[str, int]]) -> list[dict[str, Any]]:

@@ -22,6 +22,9 @@ DEFAULT_STATS_FLUSH_OPERATIONS = 500
 DEFAULT_STATS_TTL = 3600.0
 DEFAULT_DASHBOARD_SCAN_LIMIT = 10_000
 DEFAULT_KEYVAL_BACKEND = "db://"
+DEFAULT_BREAKER_FAILURES = 5
+DEFAULT_BREAKER_TIMEOUTS = 1
+DEFAULT_BREAKER_COOLDOWN = 5.0
 
 #: Django settings whose change makes every built KeyedCache (and keyval backend) stale.
 CACHE_SETTINGS = frozenset({"CACHES", "DATABASES", "DATABASE_ROUTERS"})
@@ -88,6 +91,35 @@ def dashboard_scan_limit(page_size: int) -> int:
     return max(int(limit), page_size)
 
 
+def count(name: str, default: int) -> int:
+    """A setting that is a count: an int from 0 up (0 turns its feature off)."""
+    value = setting(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int of 0 or more, got {value!r}")
+    return value
+
+
+def breaker_failures() -> int:
+    """KEYEDCACHE_BREAKER_FAILURES: failed calls in a row that open an alias's breaker (5)."""
+    return count("KEYEDCACHE_BREAKER_FAILURES", DEFAULT_BREAKER_FAILURES)
+
+
+def breaker_timeouts() -> int:
+    """KEYEDCACHE_BREAKER_TIMEOUTS: timed-out calls in a row that open it (1; 0: no own limit)."""
+    return count("KEYEDCACHE_BREAKER_TIMEOUTS", DEFAULT_BREAKER_TIMEOUTS)
+
+
+def breaker_cooldown() -> float:
+    """KEYEDCACHE_BREAKER_COOLDOWN: seconds an open breaker skips the backend before a probe (5)."""
+    value = setting("KEYEDCACHE_BREAKER_COOLDOWN", DEFAULT_BREAKER_COOLDOWN)
+    if not is_number(value) or not 0 < value <= MAX_SECONDS:  # NaN fails the comparison
+        raise ValueError(
+            f"KEYEDCACHE_BREAKER_COOLDOWN must be a number of seconds above 0 and at most "
+            f"{MAX_TEXT}, got {value!r}"
+        )
+    return float(value)
+
+
 def keyval_backend() -> Any:
     """KEYEDCACHE_KEYVAL_BACKEND: the store URL of keyval (validated where it is parsed)."""
     return setting("KEYEDCACHE_KEYVAL_BACKEND", DEFAULT_KEYVAL_BACKEND)
@@ -96,6 +128,12 @@ def keyval_backend() -> Any:
 def keyval_timeout() -> Any:
     """KEYEDCACHE_KEYVAL_TIMEOUT as set: seconds, None, or DEFAULT_TIMEOUT when unset."""
     return setting("KEYEDCACHE_KEYVAL_TIMEOUT", DEFAULT_TIMEOUT)
+
+
+def async_warnings() -> bool:
+    """KEYEDCACHE_ASYNC_WARNINGS: warn of sync calls made on an event loop (default: DEBUG)."""
+    value = setting("KEYEDCACHE_ASYNC_WARNINGS", None)
+    return bool(setting("DEBUG", False) if value is None else value)
 
 
 def configured() -> bool:

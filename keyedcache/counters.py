@@ -26,6 +26,9 @@ COUNTER_NAMES = (
     "executions",
     "wait_timeouts",
     "decode_errors",
+    "waits",
+    "breaker_opens",
+    "local_misses",
 )
 (
     CALLS,
@@ -38,6 +41,9 @@ COUNTER_NAMES = (
     EXECUTIONS,
     WAIT_TIMEOUTS,
     DECODE_ERRORS,
+    WAITS,
+    BREAKER_OPENS,
+    LOCAL_MISSES,
 ) = range(len(COUNTER_NAMES))
 _INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 _WIDTH = len(COUNTER_NAMES)
@@ -127,8 +133,9 @@ class ProcessCounters(threading.local):
     else lives in `__slots__`, which a `threading.local` shares between threads.
 
     `calls` is not incremented on the hot path: every read counts exactly one
-    of HITS, LOCAL_HITS or MISSES, so calls = hits + local_hits + misses (plus
-    whatever is added to the CALLS slot directly, for calls without an outcome).
+    of HITS, LOCAL_HITS, MISSES (the backend had nothing) or LOCAL_MISSES (the
+    request scope knew the key absent), so calls is their sum (plus whatever is
+    added to the CALLS slot directly, for calls without an outcome).
     """
 
     __slots__ = (
@@ -241,7 +248,9 @@ class ProcessCounters(threading.local):
     @staticmethod
     def _figures(counts: list[int]) -> dict[str, int]:
         figures = dict(zip(COUNTER_NAMES, counts, strict=True))
-        figures["calls"] += figures["hits"] + figures["local_hits"] + figures["misses"]
+        figures["calls"] += (
+            figures["hits"] + figures["local_hits"] + figures["misses"] + figures["local_misses"]
+        )
         return figures
 
     def snapshot(self) -> dict[str, int]:

@@ -174,6 +174,7 @@ class SingleFlight:
         *,
         on_wait_timeout: Callable[[], None] = lambda: None,
         on_refresh_error: Callable[[], None] = lambda: None,
+        on_wait: Callable[[str, float, bool], None] = lambda key, seconds, timed_out: None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         draw: Callable[[], float] = _draw,
@@ -182,6 +183,8 @@ class SingleFlight:
         self.policy = policy
         self.on_wait_timeout = on_wait_timeout
         self.on_refresh_error = on_refresh_error
+        #: Called with (key, seconds, timed_out) after waiting for another's computation.
+        self.on_wait = on_wait
         self.clock = clock
         self.sleep = sleep
         self.draw = draw
@@ -267,9 +270,12 @@ class SingleFlight:
             if leader:
                 return self._lead(key, compute, flight, deadline)
             # Another thread of this process computes it: wait on its event.
+            waited = time.perf_counter()
             if not flight.done.wait(max(deadline - self.clock(), 0)):
+                self.on_wait(key, time.perf_counter() - waited, True)
                 self.on_wait_timeout()
                 return self._compute_and_save(key, compute)
+            self.on_wait(key, time.perf_counter() - waited, False)
             if flight.ok:
                 return flight.value
             # The leader failed: loop, and one of the waiters takes over.
@@ -286,19 +292,25 @@ class SingleFlight:
 
     def _fill_across_processes(self, key: str, compute: Callable[[], Any], deadline: float) -> Any:
         backoff = Backoff(self.policy.poll_first, self.policy.poll_max, deadline, clock=self.clock)
+        waited: float | None = None  # when this caller began waiting for another process
         while True:
             token = new_token(with_pid=True)
             acquired = self.source.acquire(key, token)
             if acquired is None:
                 return compute()  # storage is down: just compute (saving would fail too)
             if acquired:
+                if waited is not None:  # the other process gave up its lock: our turn
+                    self.on_wait(key, time.perf_counter() - waited, False)
                 return self._compute_then_release(key, compute, token, None)
             # Another process computes it: look for its value with a bounded backoff.
+            waited = time.perf_counter() if waited is None else waited
             pause = backoff.next_pause()
             if pause is None:
+                self.on_wait(key, time.perf_counter() - waited, True)
                 self.on_wait_timeout()
                 return self._compute_and_save(key, compute)
             self.sleep(pause)
             entry = self.source.load(key)
             if _servable(entry, self.clock()):
+                self.on_wait(key, time.perf_counter() - waited, False)
                 return entry.value  # type: ignore[union-attr]

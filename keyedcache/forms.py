@@ -9,10 +9,77 @@ from django import forms
 
 #: What a user types to confirm deleting every keyedcache entry.
 CONFIRM_WORD = "DELETE"
+#: Characters the key field takes; longer keys travel encoded (`encoded_key`).
+KEY_FIELD_MAX = 10_000
 
 
 def _visible(text: str) -> bool:
     return bool(text.strip())
+
+
+#: Highest code point: a character class covering 0..MAX_CHAR matches any character.
+MAX_CHAR = 0x10FFFF
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index just past the "]" closing the class opened at `start`, or -1 (fnmatch's rules:
+    a "!" then a "]" right after "[" are part of the class; no closing "]": a literal "[")."""
+    j = start + 1
+    if j < len(pattern) and pattern[j] == "!":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    end = pattern.find("]", j)
+    return -1 if end < 0 else end + 1
+
+
+def _class_is_universal(body: str) -> bool:
+    """Whether the class `[body]` matches every character (its ranges cover all of Unicode)."""
+    if body.startswith("!"):
+        return False  # "[!...]" always leaves out at least one character
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            low, high = ord(body[i]), ord(body[i + 2])
+            if low <= high:
+                spans.append((low, high))
+            i += 3
+        else:
+            spans.append((ord(body[i]), ord(body[i])))
+            i += 1
+    covered = 0
+    for low, high in sorted(spans):
+        if low > covered:
+            return False
+        covered = max(covered, high + 1)
+    return covered > MAX_CHAR
+
+
+def matches_every_key(pattern: str) -> bool:
+    """Whether glob `pattern` matches every key (bar the few shorter than its `?`s).
+
+    A key need not contain any literal character of the pattern, nor any
+    character a class leaves out, so a pattern with either cannot match every
+    key; what is left is made of `*`, `?` and classes that take any character.
+    With at least one `*`, it matches every key at least as long as its `?`s.
+    """
+    star = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            star = True
+            i += 1
+        elif char == "?":
+            i += 1
+        elif char == "[" and (end := _class_end(pattern, i)) > 0:
+            if not _class_is_universal(pattern[i + 1 : end - 1]):
+                return False
+            i = end
+        else:
+            return False
+    return star
 
 
 def encode_key(key: str) -> str:
@@ -43,7 +110,7 @@ class KeyDeleteForm(forms.Form):
         label="Key to delete:",
         required=False,
         strip=False,
-        max_length=10_000,
+        max_length=KEY_FIELD_MAX,
         widget=forms.TextInput(
             attrs={"size": 60, "autocomplete": "off", "spellcheck": "false", "class": "vTextField"}
         ),
@@ -58,12 +125,15 @@ class KeyDeleteForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         encoded = cleaned.get("encoded_key")
+        typed = cleaned.get("key")
+        if typed is not None and _visible(typed):
+            return cleaned  # a key typed over a pre-filled (encoded) one wins
         if encoded:
             try:
                 cleaned["key"] = decode_key(encoded)
             except ValueError:
                 raise forms.ValidationError("The key sent by the form is damaged.") from None
-        elif "key" in cleaned and not _visible(cleaned["key"]):
+        elif "key" in cleaned:
             self.add_error("key", "Enter the key to delete.")
         return cleaned
 
@@ -87,17 +157,40 @@ class PatternDeleteForm(forms.Form):
             }
         ),
     )
+    confirm = forms.CharField(
+        label=f"This pattern matches every key. Type {CONFIRM_WORD} to confirm:",
+        required=False,
+        widget=forms.TextInput(attrs={"size": 12, "autocomplete": "off", "spellcheck": "false"}),
+    )
     next = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    @property
+    def matches_everything(self) -> bool:
+        """Whether the pattern sent (or pre-filled) matches every key: the page then asks
+        for the typed confirmation."""
+        if self.is_bound:
+            pattern = self.data.get(self.add_prefix("pattern"), "")
+        else:
+            pattern = self.initial.get("pattern", "")
+        return matches_every_key(str(pattern))
 
     def clean_pattern(self) -> str:
         pattern: str = self.cleaned_data["pattern"]
         if not _visible(pattern):
             raise forms.ValidationError("Enter a pattern.")
-        if not pattern.strip("*"):
-            raise forms.ValidationError(
-                "This pattern matches every key: use “Delete every keyedcache entry” below."
-            )
         return pattern
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        pattern = cleaned.get("pattern")
+        confirmed = (cleaned.get("confirm") or "").strip() == CONFIRM_WORD
+        if pattern is not None and matches_every_key(pattern) and not confirmed:
+            self.add_error(
+                "confirm",
+                f"“{pattern}” matches every key: type {CONFIRM_WORD} (in capitals) to "
+                "delete them all.",
+            )
+        return cleaned
 
 
 class DeleteAllForm(forms.Form):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import TracebackType
 from typing import Protocol
@@ -29,13 +30,24 @@ class LockStore(Protocol):
     def lock_owner(self, key: str) -> str | None: ...
 
 
+class AsyncLockStore(Protocol):
+    """The async lock primitives of a KeyedCache (`async with`; see acache.py)."""
+
+    async def alock_acquire(self, key: str, token: str, timeout: float) -> bool | None: ...
+    async def alock_release(self, key: str, token: str) -> bool: ...
+    async def alock_extend(self, key: str, token: str, timeout: float) -> bool: ...
+    async def alock_owner(self, key: str) -> str | None: ...
+
+
 class CacheLock:
     """A named lock in the cache: only the holder's token can release or extend it.
 
     It expires after `timeout` seconds so a crashed holder cannot block
     others forever. Usable as a context manager (raises LockError when it
-    cannot be acquired). When the backend does not answer, `acquire` fails
-    at once rather than pretend to exclude anyone.
+    cannot be acquired), and with `async with` in async code (`aacquire`,
+    `arelease`, ...: the waits are `asyncio.sleep`, never a blocked loop).
+    When the backend does not answer, `acquire` fails at once rather than
+    pretend to exclude anyone.
     """
 
     poll_first = 0.005
@@ -116,3 +128,71 @@ class CacheLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+    # -- async twins: the store's a* primitives, pauses on the event loop ---------------
+
+    def _astore(self) -> AsyncLockStore:
+        store = self.store
+        if not hasattr(store, "alock_acquire"):
+            raise TypeError(f"lock {self.key!r}: its store {store!r} has no async lock primitives")
+        return store  # type: ignore[return-value]
+
+    async def aacquire(
+        self, blocking: bool | None = None, blocking_timeout: float | None = None
+    ) -> bool:
+        """The async twin of `acquire`."""
+        store = self._astore()
+        blocking = self.blocking if blocking is None else blocking
+        limit = self.blocking_timeout if blocking_timeout is None else blocking_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        backoff = Backoff(self.poll_first, self.poll_max, deadline)
+        token = new_token(with_pid=True)
+        while True:
+            taken = await store.alock_acquire(self.key, token, self.timeout)
+            if taken:
+                self.token = token
+                return True
+            if taken is None or not blocking:
+                return False
+            pause = backoff.next_pause()
+            if pause is None:
+                return False
+            await asyncio.sleep(pause)
+
+    async def arelease(self) -> None:
+        """The async twin of `release`."""
+        token, self.token = self.token, None
+        if token is None or not await self._astore().alock_release(self.key, token):
+            raise LockNotOwnedError(
+                f"cannot release lock {self.key!r}: it is not held by this lock object "
+                "(never acquired, already released, or expired and taken by another owner)"
+            )
+
+    async def aextend(self, timeout: float | None = None) -> bool:
+        """The async twin of `extend`."""
+        if self.token is None:
+            raise LockNotOwnedError(f"cannot extend lock {self.key!r}: it is not held")
+        return await self._astore().alock_extend(self.key, self.token, timeout or self.timeout)
+
+    async def alocked(self) -> bool:
+        """The async twin of `locked`."""
+        return await self._astore().alock_owner(self.key) is not None
+
+    async def aowned(self) -> bool:
+        """The async twin of `owned`."""
+        if self.token is None:
+            return False
+        return await self._astore().alock_owner(self.key) == self.token
+
+    async def __aenter__(self) -> CacheLock:
+        if not await self.aacquire():
+            raise LockError(f"could not acquire lock {self.key!r}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.arelease()

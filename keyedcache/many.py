@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
+from keyedcache.backends.base import Undecodable
+from keyedcache.backends.stamped import RECORD_TAG
 from keyedcache.counters import DELETES, HITS, LOCAL_HITS, MISSES, SETS, counters
 from keyedcache.entry import NO_VALUE, UNSEEN, backend_timeout, fresh_value, make_entry
 from keyedcache.exceptions import CacheBackendError
 from keyedcache.guard import raise_if_unpicklable
 from keyedcache.keys import pattern_scan_prefix
 from keyedcache.local import current_scope
+from keyedcache.pickled import float_or_none, tuple_head, tuple_tail
 from keyedcache.validation import checked_length
 
 if TYPE_CHECKING:
@@ -34,6 +37,37 @@ class CacheParts:
         raise NotImplementedError
 
 
+class Stored(NamedTuple):
+    """What a listing shows of a stored entry, read without unpickling its value."""
+
+    #: Bytes stored for the entry (its pickled value and envelope).
+    size: int
+    fresh_until: float | None = None
+    stale_until: float | None = None
+    cost: float | None = None
+    #: False when the envelope's times could not be read from the pickle.
+    known: bool = True
+    #: True when the stored record itself cannot be decoded.
+    undecodable: bool = False
+
+    def is_fresh(self, now: float) -> bool:
+        """Whether the value is fresh at `now` (unknown times count as fresh)."""
+        return self.fresh_until is None or now < self.fresh_until
+
+
+#: Stored bytes above which a listing reads only a record's head where it can (times unknown).
+BIG_RECORD = 1 << 20
+
+
+def _stored(size: int, pickled: bytes | memoryview) -> Stored:
+    """A Stored of `size` bytes, its times read from the end of the pickled envelope."""
+    tail = tuple_tail(pickled, 3)
+    if tail is None:
+        return Stored(size, known=False)
+    fresh_until, stale_until, cost = (float_or_none(item) for item in tail)
+    return Stored(size, fresh_until, stale_until, cost)
+
+
 class ManyKeysMixin(CacheParts):
     """Operations on many keys at once (mixed into KeyedCache; see cache.py)."""
 
@@ -45,7 +79,7 @@ class ManyKeysMixin(CacheParts):
         backend failure ends the listing (logged and counted); with `strict`
         it is raised after that.
         """
-        if not self.enabled:
+        if not self.enabled or not self.guard.closed_or_refuse("list keys", pattern, strict=strict):
             return
         prefix = pattern_scan_prefix(pattern, self.namespace)
         try:
@@ -58,6 +92,89 @@ class ManyKeysMixin(CacheParts):
             self.guard.failed("list keys", pattern, exc)
             if strict:
                 raise CacheBackendError(self.guard.alias, "list keys", pattern, exc) from exc
+
+    def peek_stored(self, key_list: list[str]) -> dict[str, Stored]:
+        """{key: Stored} for the keys of `key_list` holding a valid entry, values not unpickled.
+
+        For listings: the size is what is stored, the times come from the end
+        of the pickled envelope, and records are read one at a time, so a few
+        big values are never all in memory at once. Not counted as cache
+        traffic; a backend failure leaves the key out (logged and counted).
+        """
+        if not key_list or not self.enabled:
+            return {}
+        found: dict[str, Stored] = {}
+        for key in key_list:
+            stored = self.guard.call("peek", key, None, self._peek_one, key)
+            if stored is not None:
+                found[key] = stored
+        return found
+
+    def _peek_one(self, key: str) -> Stored | None:
+        adapter = self.adapter
+        storage = adapter.storage_key(key)
+        gens = adapter.gen_keys(key)
+        big = adapter.raw_heads([storage]).get(storage)
+        if big is not None and big[0] > BIG_RECORD:
+            # Only the head of a big record (Redis): its key and stamp, never its value.
+            head = tuple_head(big[1], 3)
+            if head is not None and len(head) >= 3 and head[0] == RECORD_TAG:
+                tokens = adapter.raw_get_many_primary(gens)
+                if head[1] != tuple(tokens.get(g) for g in gens):
+                    return None
+                return Stored(big[0], known=False)
+        pickled = adapter.raw_pickled(storage)
+        if pickled is not None:
+            # The whole record as the backend pickled it: ("kc2", stamp, key, envelope).
+            head = tuple_head(pickled, 3)
+            if head is not None and len(head) >= 3 and head[0] == RECORD_TAG:
+                tokens = adapter.raw_get_many(gens)
+                if head[1] != tuple(tokens.get(g) for g in gens):
+                    return None
+                return _stored(len(pickled), pickled)
+        found = adapter.raw_get_many([storage, *gens])
+        record = found.get(storage, NO_VALUE)
+        if type(record) is Undecodable:
+            return Stored(0, known=False, undecodable=True)
+        if type(record) is not tuple or len(record) != 4 or record[0] != RECORD_TAG:
+            return None
+        if record[1] != tuple(found.get(g) for g in gens):
+            return None
+        payload = record[3]  # the pickled envelope: its value stays pickled
+        if isinstance(payload, bytes):
+            return _stored(len(payload), payload)
+        return Stored(0, known=False)
+
+    def key_of(self, storage: str) -> str | None:
+        """The logical key of the entry stored under storage key `storage`, or None.
+
+        Reads the key the record names (never its value), for links that carry a
+        storage key instead of a very long key; anything that is not one of this
+        namespace's entries is None. Not counted as cache traffic.
+        """
+        if not self.enabled or not storage.startswith(f"{self.namespace}:"):
+            return None
+        key = self.guard.call("peek", None, None, self._key_of, storage)
+        if isinstance(key, str) and self.adapter.storage_key(key) == storage:
+            return key
+        return None
+
+    def _key_of(self, storage: str) -> Any:
+        adapter = self.adapter
+        big = adapter.raw_heads([storage]).get(storage)
+        if big is not None:  # the key from the record's head (Redis), not the whole record
+            head = tuple_head(big[1], 3)
+            if head is not None and len(head) >= 3 and head[0] == RECORD_TAG:
+                return head[2]
+        pickled = adapter.raw_pickled(storage)
+        if pickled is not None:
+            head = tuple_head(pickled, 3)
+            if head is not None and len(head) >= 3 and head[0] == RECORD_TAG:
+                return head[2]
+        record = adapter.raw_get_many([storage]).get(storage)
+        if type(record) is tuple and len(record) == 4 and record[0] == RECORD_TAG:
+            return record[2]
+        return None
 
     def keys(self, pattern: str = "*", *, strict: bool = False) -> list[str]:
         """The sorted list of logical keys matching glob `pattern` (`strict`: see iter_keys)."""

@@ -5,25 +5,28 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, overload
 
-from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
-from keyedcache import validation
+from keyedcache import signals, validation
 from keyedcache.aflight import AsyncSingleFlight
+from keyedcache.amemoize import AsyncCacheSource, asave
 from keyedcache.cache import KeyedCache
 from keyedcache.callkeys import CallKeys, function_key_root
-from keyedcache.counters import ERRORS, EXECUTIONS, WAIT_TIMEOUTS, counters
+from keyedcache.counters import ERRORS, EXECUTIONS, WAIT_TIMEOUTS, WAITS, counters
 from keyedcache.entry import NO_VALUE, Entry, unpack
 from keyedcache.flight import Policy, SingleFlight
+from keyedcache.memotypes import AsyncCachedFunction, CachedFunction, Decorator
 from keyedcache.registry import default_cache, get_cache
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
 
 DEFAULT_WAIT = 30.0
 
@@ -99,9 +102,10 @@ class Memoized:
         hooks: dict[str, Any] = {
             "on_wait_timeout": functools.partial(_count, root, WAIT_TIMEOUTS),
             "on_refresh_error": functools.partial(_count, root, ERRORS),
+            "on_wait": self._waited,
         }
         self.flight = SingleFlight(_Source(self), policy, **hooks)
-        self.async_flight = AsyncSingleFlight(_AsyncSource(self), policy, **hooks)
+        self.async_flight = AsyncSingleFlight(AsyncCacheSource(self), policy, **hooks)
 
     def store(self) -> KeyedCache:
         """The KeyedCache this function caches in (the default one unless `alias`)."""
@@ -123,18 +127,25 @@ class Memoized:
         `basis` is what `KeyedCache.load_for_fill` read before the computation:
         if the call was invalidated meanwhile, the stored value is never served.
         """
+        planned = self.to_save(cache, key, value, cost)
+        if planned is not None:
+            cache.fill_entry(key, planned[0], planned[1], basis)
+
+    def to_save(
+        self, cache: KeyedCache, key: str, value: Any, cost: float
+    ) -> tuple[Entry, float | None] | None:
+        """The entry to store for a computed value and its timeout; None: store nothing."""
         if self.unless is not None and self.unless(value):
-            return
+            return None
         timeout = cache.adapter.resolve_timeout(self.length)
         keep = cache.adapter.key_to_keep(key)
         if timeout is None:
-            cache.fill_entry(key, Entry(value, None, None, cost, keep), None, basis)
-            return
+            return Entry(value, None, None, cost, keep), None
         if timeout <= 0:
-            return  # "expire now": nothing to keep
+            return None  # "expire now": nothing to keep
         now = time.time()
         entry = Entry(value, now + timeout, now + timeout + self.stale, cost, keep)
-        cache.fill_entry(key, entry, timeout + self.stale, basis)
+        return entry, timeout + self.stale
 
     # -- calling ----------------------------------------------------------
 
@@ -156,7 +167,7 @@ class Memoized:
         if not cache.enabled:
             return await self._arun(args, kwargs)
         key = self.keys.key(args, kwargs)
-        value, packed = await sync_to_async(cache.read)(key)
+        value, packed = await cache.aread(key)
         if value is not NO_VALUE and (packed is None or self.async_flight.policy.early is None):
             return value
         entry = unpack(packed) if packed is not None else None
@@ -166,11 +177,21 @@ class Memoized:
 
     def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         counters.slots(self.root)[EXECUTIONS] += 1
+        if signals.listening[0]:
+            return signals.execution(self.func, self.key(*args, **kwargs), self.root, args, kwargs)
         return self.func(*args, **kwargs)
 
     async def _arun(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         counters.slots(self.root)[EXECUTIONS] += 1
+        if signals.listening[0]:
+            key = self.key(*args, **kwargs)
+            return await signals.aexecution(self.func, key, self.root, args, kwargs)
         return await self.func(*args, **kwargs)
+
+    def _waited(self, key: str, seconds: float, timed_out: bool) -> None:
+        """Count a single-flight wait (and send `single_flight_wait` to any listener)."""
+        counters.slots(self.root)[WAITS] += 1
+        signals.wait(self.func, key, self.root, seconds, timed_out)
 
     def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Compute the call now, store and return the result."""
@@ -187,16 +208,20 @@ class Memoized:
         """The async twin of `refresh`."""
         cache = self.store()
         key = self.keys.key(args, kwargs)
-        basis = (await sync_to_async(cache.load_for_fill)(key))[1]
+        basis = (await cache.aload_for_fill(key))[1]
         started = time.perf_counter()
         value = await self._arun(args, kwargs)
         if cache.enabled:
-            await sync_to_async(self.save)(cache, key, value, time.perf_counter() - started, basis)
+            await asave(self, cache, key, value, time.perf_counter() - started, basis)
         return value
 
     def invalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
         """Forget the cached result of one call."""
         return self.store().delete(self.keys.key(args, kwargs))
+
+    async def ainvalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+        """The async twin of `invalidate`."""
+        return await self.store().adelete(self.keys.key(args, kwargs))
 
 
 def _count(root: str, counter: int) -> None:
@@ -223,33 +248,6 @@ class _Source:
 
     def release(self, key: str, token: str) -> None:
         self.memo.store().lock_release(key, token)
-
-
-class _AsyncSource:
-    """The async twin of _Source: backend calls run in a worker thread, as Django's own do.
-
-    Thread-sensitive, as Django's own async cache methods: `caches[alias]` is
-    shared by every thread serving one async context, and memcached clients
-    are not thread safe, so backend calls must not run in several threads.
-    """
-
-    def __init__(self, memo: Memoized) -> None:
-        self.sync = _Source(memo)
-
-    async def load(self, key: str) -> Entry | None:
-        return await sync_to_async(self.sync.load)(key)
-
-    async def load_basis(self, key: str) -> tuple[Entry | None, Any]:
-        return await sync_to_async(self.sync.load_basis)(key)
-
-    async def save(self, key: str, value: Any, cost: float, basis: Any = None) -> None:
-        await sync_to_async(self.sync.save)(key, value, cost, basis)
-
-    async def acquire(self, key: str, token: str) -> bool | None:
-        return await sync_to_async(self.sync.acquire)(key, token)
-
-    async def release(self, key: str, token: str) -> None:
-        await sync_to_async(self.sync.release)(key, token)
 
 
 class MemoizedFunction:
@@ -332,8 +330,13 @@ def _async_wrapper(memo: Memoized) -> Callable[..., Any]:
         """Forget the cached result of the call with these arguments."""
         return memo.invalidate(args, kwargs)
 
+    async def ainvalidate(*args: Any, **kwargs: Any) -> list[str]:
+        """Forget the cached result of the call with these arguments (awaitable)."""
+        return await memo.ainvalidate(args, kwargs)
+
     wrapper.key = memo.key  # type: ignore[attr-defined]
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+    wrapper.ainvalidate = ainvalidate  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.memoized = memo  # type: ignore[attr-defined]
     wrapper.__keyedcache_origin__ = func  # type: ignore[attr-defined]
@@ -341,9 +344,11 @@ def _async_wrapper(memo: Memoized) -> Callable[..., Any]:
 
 
 @overload
-def cache_function(length: F) -> F: ...
+def cache_function(length: Callable[P, Coroutine[Any, Any, T]]) -> AsyncCachedFunction[P, T]: ...
 @overload
-def cache_function(length: Any = ..., **options: Unpack[MemoizeOptions]) -> Callable[[F], F]: ...
+def cache_function(length: Callable[P, R]) -> CachedFunction[P, R]: ...
+@overload
+def cache_function(length: float | None = ..., **options: Unpack[MemoizeOptions]) -> Decorator: ...
 def cache_function(length: Any = DEFAULT_TIMEOUT, **options: Unpack[MemoizeOptions]) -> Any:
     """Memoize a function for `length` seconds (omitted: the alias TIMEOUT; None: forever).
 
@@ -354,16 +359,17 @@ def cache_function(length: Any = DEFAULT_TIMEOUT, **options: Unpack[MemoizeOptio
     `early` (XFetch beta, 1.0 recommended) refreshes hot values before they
     expire. `key=` returns the key parts from the arguments; `unless=` skips
     storing results it returns True for. Usable bare (`@cache_function`).
-    The result exposes `.key()`, `.invalidate()`, `.refresh()`, `__wrapped__`.
+    The result exposes `.key()`, `.invalidate()`, `.refresh()`, `__wrapped__`,
+    typed for mypy and pyright (`memotypes.CachedFunction`: the call signature kept).
     """
     if callable(length):
         return cache_function()(length)
 
-    def decorator(func: F) -> F:
+    def decorator(func: Callable[..., Any]) -> Any:
         memo = Memoized(func, length, **options)
         if memo.is_async:
-            return _async_wrapper(memo)  # type: ignore[return-value]
-        return MemoizedFunction(memo)  # type: ignore[return-value]
+            return _async_wrapper(memo)
+        return MemoizedFunction(memo)
 
     return decorator
 

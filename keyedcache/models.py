@@ -31,10 +31,14 @@ class CachedObjectMixin:
 
     #: Refresh the cached copy on save and drop it on delete (post_save/post_delete).
     cache_refresh_on_save = True
+    #: The first key part of this model's entries; None: the class name, as in 1.5.
+    #: Set it (e.g. "shop.Product") when two cached models share a class name
+    #: (system check keyedcache.W003).
+    cache_group_key: str | None = None
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
         """Return this instance's key, with `args`/`kwargs` appended as parts."""
-        return cache_key([type(self).__name__, self, *args], **kwargs)
+        return cache_key([group_key(type(self)), self, *args], **kwargs)
 
     def cache_get(self, *args: Any, **kwargs: Any) -> Any:
         """Return what is cached under this instance's key (raises NotCachedError)."""
@@ -63,6 +67,18 @@ class CachedObjectMixin:
         return is_cached(self.cache_key(*args, **kwargs))
 
 
+def group_key(model: type[Any]) -> str:
+    """The first key part of a cached model's entries: `cache_group_key`, else the class name."""
+    return getattr(model, "cache_group_key", None) or model.__name__
+
+
+def _refreshed(cls: type[Any]) -> bool:
+    """Whether saves keep `cls`'s own entries in step (a CachedObjectMixin model)."""
+    return (
+        isinstance(cls, type) and issubclass(cls, CachedObjectMixin) and cls.cache_refresh_on_save
+    )
+
+
 def _find(
     cls: type[M], groupkey: Any, value: Any, lookup: dict[str, Any], raises: bool
 ) -> M | None:
@@ -86,19 +102,48 @@ def _find(
         return instance
 
 
+def _find_by_field(cls: type[M], groupkey: Any, field: str, value: Any, raises: bool) -> M | None:
+    lookup = {f"{field}__exact": value}
+    if not _refreshed(cls):
+        return _find(cls, groupkey, value, lookup, raises)
+    # (groupkey, value) holds the instance found, as in 1.5, but saves do not refresh
+    # it: a hit only names the row, whose current copy is the instance's own entry.
+    key = cache_key(groupkey, value)
+    found = cache_get(key, default=None)
+    pk = getattr(found, "pk", None)
+    if pk is not None:
+        current = _find(cls, group_key(cls), pk, {"pk": pk}, False)
+        # As text: the key does not tell 5 from "5" either.
+        if current is not None and str(getattr(current, field, None)) == str(value):
+            return current
+        cache_delete(key)  # the row changed its `field`, or is gone
+    return _find(cls, groupkey, value, lookup, raises)
+
+
 def find_by_id(cls: type[M], groupkey: Any, objectid: Any, raises: bool = False) -> M | None:
-    """Return the `cls` instance with pk `objectid`, through the cache key (groupkey, objectid)."""
+    """Return the `cls` instance with pk `objectid`, through the cache key (groupkey, objectid).
+
+    For a CachedObjectMixin model that refreshes on save, the entry is the
+    instance's own (`instance.cache_key()`), whatever `groupkey` says: the one
+    saves refresh.
+    """
+    if _refreshed(cls):
+        groupkey = group_key(cls)
     return _find(cls, groupkey, objectid, {"pk": objectid}, raises)
 
 
 def find_by_key(cls: type[M], groupkey: Any, key: Any, raises: bool = False) -> M | None:
-    """Return the `cls` instance whose `key` field is `key`, through the cache."""
-    return _find(cls, groupkey, key, {"key__exact": key}, raises)
+    """Return the `cls` instance whose `key` field is `key`, through the cache.
+
+    For a CachedObjectMixin model that refreshes on save, a cached lookup is
+    checked against the instance's own entry, so saves and deletes are seen.
+    """
+    return _find_by_field(cls, groupkey, "key", key, raises)
 
 
 def find_by_slug(cls: type[M], groupkey: Any, slug: Any, raises: bool = False) -> M | None:
-    """Return the `cls` instance whose `slug` field is `slug`, through the cache."""
-    return _find(cls, groupkey, slug, {"slug__exact": slug}, raises)
+    """Return the `cls` instance whose `slug` field is `slug`, as find_by_key does."""
+    return _find_by_field(cls, groupkey, "slug", slug, raises)
 
 
 def _wants_refresh(instance: Any) -> bool:
@@ -110,10 +155,13 @@ def _wants_refresh(instance: Any) -> bool:
 
 
 def _holds_expressions(instance: Any) -> bool:
-    # save() with F()/expressions leaves them on the instance: only the
-    # database knows the value that was written.
+    # save() with F()/expressions leaves them on the instance before Django 6.0:
+    # only the database knows the value that was written. Django 6.0 reads them
+    # back where the database can return updated rows, and elsewhere leaves the
+    # fields deferred: the instance does not hold them either.
     return any(
-        hasattr(instance.__dict__.get(field.attname), "resolve_expression")
+        field.attname not in instance.__dict__
+        or hasattr(instance.__dict__[field.attname], "resolve_expression")
         for field in instance._meta.concrete_fields
     )
 

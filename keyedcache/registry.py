@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from keyedcache import conf
+from keyedcache import breaker, conf
 from keyedcache.cache import KeyedCache
 
 # Built once per (alias, namespace) and kept until a relevant setting changes
@@ -54,7 +54,8 @@ def stats_cache(alias: str | None = None) -> KeyedCache | None:
 
 
 def keyedcache_configure() -> KeyedCache:
-    """Rebuild every KeyedCache from the current settings; return the default one."""
+    """Rebuild every KeyedCache (and circuit breaker, closed) from settings; return the default."""
+    breaker.reset()
     reset()
     return default_cache()
 

@@ -24,6 +24,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from keyedcache import conf
+from keyedcache.breaker import disabled
 from keyedcache.counters import SERIES_MINUTES, STATS_PREFIX, counters
 from keyedcache.guard import Guard
 from keyedcache.registry import stats_cache
@@ -62,6 +63,8 @@ class _Reporter:
             warn_every=self.warn_every,
             warning="keyedcache: could not %(operation)s (%(kind)s: %(error)s); the figures "
             "stay in memory and are written at the next flush",
+            # Its failures are not the alias's: flushes skip an alias whose breaker is open.
+            breaker=disabled("(stats)"),
         )
 
     def _new_identity(self) -> None:
@@ -72,6 +75,8 @@ class _Reporter:
         self.started = time.time()
         #: When this process's record was last written (None: never).
         self.flushed: float | None = None
+        #: When this process exited (its last record says so; None: running).
+        self.finished: float | None = None
         #: calls, and the sum of every counter, in the last record written.
         self.flushed_calls = 0
         self.flushed_total = 0
@@ -160,7 +165,7 @@ class _Reporter:
             except Exception as exc:
                 self.failed("prepare the stats flush", exc)
                 return False
-            if target is None:
+            if target is None or target.guard.breaker.is_open:
                 return False
             record = self.record()
             written = self.guard.call(
@@ -196,6 +201,7 @@ class _Reporter:
             "pid": self.pid,
             "started": self.started,
             "flushed": now,
+            "finished": self.finished,
             "counters": totals,
             "prefixes": counters.by_prefix(),
             "minutes": {
@@ -262,14 +268,20 @@ if hasattr(os, "register_at_fork"):
 
 
 def _flush_at_exit() -> None:
-    """Write the figures counted since the last flush when the interpreter exits."""
+    """At exit, write this process's last record, marked finished.
+
+    Its figures still count in the cluster's totals until the record expires
+    (KEYEDCACHE_STATS_TTL), but stats() no longer lists it as a process: a
+    `manage.py` run is not a worker.
+    """
     try:
         if flush_interval() is None:
             return
     except Exception:  # an invalid setting: no automatic flush
         return
-    total = sum(counters.snapshot().values())
-    if total and total != reporter.flushed_total:
+    counted: int = sum(counters.snapshot().values())
+    if counted or reporter.flushed is not None:
+        reporter.finished = time.time()
         reporter.flush(blocking=False)
 
 

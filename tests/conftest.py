@@ -29,7 +29,6 @@ from pytest_django.fixtures import validate_django_db
 import keyedcache
 from tests import settings as test_settings
 from tests.procs import PROCESS_ENV_KEYS, BoundWorker, WorkerPool, pool_workers
-from tests.topologies import RedisCluster
 from tests.servers import (
     MemcachedServer,
     RedisServer,
@@ -39,6 +38,7 @@ from tests.servers import (
     free_port,
     start_server,
 )
+from tests.topologies import RedisCluster
 
 #: Every backend the behaviour suite runs on, in this order.
 BACKENDS = (

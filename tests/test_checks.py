@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.checks import Error, Tags, Warning, run_checks
 from django.test import override_settings
+from django.test.utils import isolate_apps
 
 from keyedcache.checks import check_keyedcache_settings
 
@@ -139,32 +140,105 @@ class TestKeyFunction:
 
 
 class TestRedisFamilyOnTheGenericAdapter:
-    # The check reads BACKEND from settings only: the client libraries need not be installed.
+    # The check reads BACKEND and OPTIONS from settings only: no cache object, no server.
     @pytest.mark.parametrize(
-        ("backend_path", "name"),
+        ("backend_path", "options", "named"),
         [
-            ("django_redis.cache.RedisCache", "django-redis"),
-            ("django_valkey.cache.ValkeyCache", "django-valkey"),
-            ("django_valkey.cluster_cache.cache.ClusterValkeyCache", "cluster"),
+            (
+                "django_redis.cache.RedisCache",
+                {"CLIENT_CLASS": "django_redis.client.HerdClient"},
+                "HerdClient",
+            ),
+            (
+                "django_redis.cache.RedisCache",
+                {"CLIENT_CLASS": "django_redis.client.ShardClient"},
+                "ShardClient",
+            ),
+            (
+                "django_valkey.cache.ValkeyCache",
+                {"CLIENT_CLASS": "django_valkey.client.HerdClient"},
+                "HerdClient",
+            ),
+            ("redis_cache.RedisCache", {}, "no native adapter"),
+            ("django_valkey.async_cache.cache.AsyncValkeyCache", {}, "no native adapter"),
         ],
     )
-    def test_a_redis_family_alias_without_a_native_adapter_is_w002(self, backend_path, name):
-        caches = {**TWO_ALIASES, "sessions": {"BACKEND": backend_path, "LOCATION": "x"}}
-        with override_settings(CACHES=caches):
+    def test_a_redis_family_alias_on_the_generic_adapter_is_w002(
+        self, backend_path, options, named
+    ):
+        config = {"BACKEND": backend_path, "LOCATION": "x", "OPTIONS": options}
+        with override_settings(CACHES={**TWO_ALIASES, "sessions": config}):
             from keyedcache.checks import check_generic_redis_aliases
 
             messages = check_generic_redis_aliases()
         assert ids(messages) == ["keyedcache.W002"]
         assert isinstance(messages[0], Warning)
-        assert "'sessions'" in messages[0].msg and name in messages[0].msg
+        assert "'sessions'" in messages[0].msg and named in messages[0].msg
         assert "cache_keys()" in messages[0].msg  # says what will not work
 
-    def test_native_backends_are_not_w002(self):
+    @pytest.mark.parametrize(
+        ("backend_path", "options"),
+        [
+            ("django.core.cache.backends.redis.RedisCache", {}),
+            ("django_redis.cache.RedisCache", {}),
+            (
+                "django_redis.cache.RedisCache",
+                {"CLIENT_CLASS": "django_redis.client.SentinelClient"},
+            ),
+            ("django_valkey.cache.ValkeyCache", {}),
+            (
+                "django_valkey.cache.ValkeyCache",
+                {"CLIENT_CLASS": "django_valkey.client.SentinelClient"},
+            ),
+            ("django_valkey.cluster_cache.cache.ClusterValkeyCache", {}),
+        ],
+    )
+    def test_native_backends_are_not_w002(self, backend_path, options):
         from keyedcache.checks import check_generic_redis_aliases
 
-        caches = {
-            **TWO_ALIASES,
-            "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "x"},
-        }
-        with override_settings(CACHES=caches):
+        config = {"BACKEND": backend_path, "LOCATION": "x", "OPTIONS": options}
+        with override_settings(CACHES={**TWO_ALIASES, "redis": config}):
             assert check_generic_redis_aliases() == []
+
+
+class TestCachedModelNames:
+    """keyedcache.W003: two cached models whose keys would be the same."""
+
+    def test_the_test_models_give_no_warning(self):
+        from keyedcache.checks import check_cached_model_names
+
+        assert check_cached_model_names() == []
+        assert not [m for m in run_checks(tags=[Tags.models]) if m.id == "keyedcache.W003"]
+
+    def test_two_cached_models_named_alike_in_two_apps_are_w003(self):
+        with isolate_apps("tests", "keyedcache.contrib.keyval") as registry:
+            self.check_two_models_named_alike(registry)
+
+    def check_two_models_named_alike(self, registry):
+        from django.db import models
+
+        from keyedcache.checks import check_cached_model_names
+        from keyedcache.models import CachedObjectMixin
+
+        class Product(CachedObjectMixin, models.Model):
+            class Meta:
+                app_label = "tests"
+
+        class Product2(CachedObjectMixin, models.Model):
+            class Meta:
+                app_label = "keyedcache_keyval"
+
+        Product2.__name__ = "Product"  # a model class of the same name in another app
+
+        class Plain(models.Model):  # not cached: its name is nobody's business
+            class Meta:
+                app_label = "keyedcache_keyval"
+
+        configs = [registry.get_app_config(label) for label in ("tests", "keyedcache_keyval")]
+        (message,) = check_cached_model_names(app_configs=configs)
+        assert isinstance(message, Warning) and message.id == "keyedcache.W003"
+        assert "keyedcache_keyval.Product2" in message.msg and "tests.Product" in message.msg
+        assert "'Product'::<pk>" in message.msg and "cache_group_key" in message.hint
+
+        Product2.cache_group_key = "keyval.Product"  # the remedy the hint gives
+        assert check_cached_model_names(app_configs=configs) == []

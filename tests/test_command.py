@@ -229,7 +229,7 @@ def test_delete_pattern(backend: BackendConfig) -> None:
     assert cache_keys() == []
 
 
-@pytest.mark.backends("locmem", "redis", "memcached")
+@pytest.mark.backends("locmem", "redis", "django-redis", "valkey", "valkey-cluster", "memcached")
 def test_delete_pattern_shows_progress_on_a_terminal(
     backend: BackendConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,7 +307,7 @@ def test_clear_asks_on_a_terminal(backend: BackendConfig, monkeypatch: pytest.Mo
     assert cache_keys() == []
 
 
-@pytest.mark.backends("locmem", "redis")
+@pytest.mark.backends("locmem", "redis", "django-redis", "valkey", "valkey-cluster")
 def test_clear_shows_progress_on_a_terminal(
     backend: BackendConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -533,7 +533,15 @@ OUTAGE_RUNS = {
 #: but keyedcache's locmem adapter reads its dict directly, so reads may still answer
 #: (and then must tell the truth). Its deletes go through the failing methods.
 LOCMEM_MAY_READ = {"stats", "keys", "keys of a pattern", "get", "ttl"}
-OUTAGE_BACKENDS = ("locmem", "db-sqlite", "file", "memcached", "redis")
+OUTAGE_BACKENDS = (
+    "locmem",
+    "db-sqlite",
+    "file",
+    "memcached",
+    "redis",
+    "django-redis",
+    "valkey-cluster",
+)
 
 
 def assert_names_the_outage(message: str) -> None:
@@ -700,3 +708,86 @@ def manage_env(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# -- output for people: plain notes, -v after the subcommand, strict JSON, closed pipes ---------
+
+
+def colored_command() -> tuple[Any, Terminal, Terminal]:
+    """The command with Django's colors forced on a terminal stderr (errors print in red)."""
+    from keyedcache.management.commands.keyedcache import Command
+
+    out, err = Terminal(), Terminal()
+    return Command(stdout=out, stderr=err, force_color=True), out, err
+
+
+@pytest.mark.backends("locmem")
+def test_notes_and_progress_are_not_in_the_error_style(
+    backend: BackendConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(StoreClass, "delete_batch", 2)
+    write_keys([f"many::{i}" for i in range(5)])
+    command, _out, err = colored_command()
+    assert command.stderr.style_func("x") != "x"  # errors would be in color here
+    call_command(command, "keys", "many::*", verbosity=2)
+    call_command(command, "delete-pattern", "many::*")
+    shown = err.getvalue()
+    assert "5 key(s) matching 'many::*'" in shown and "5/5" in shown  # the count, the bar
+    assert "\x1b[" not in shown  # no color escape anywhere
+
+
+def test_verbosity_after_the_subcommand(backend: BackendConfig) -> None:
+    write_keys()
+    out, err = io.StringIO(), io.StringIO()
+    call_command("keyedcache", "keys", "order::*", "-v", "2", stdout=out, stderr=err)
+    assert out.getvalue() == "order::1\n"
+    assert "1 key(s) matching 'order::*'" in err.getvalue()
+    out = io.StringIO()
+    call_command("keyedcache", "delete", "order::1", "--verbosity", "0", stdout=out)
+    assert out.getvalue() == "" and not keyedcache.is_cached("order::1")
+
+
+@pytest.mark.backends("db-sqlite")
+def test_verbosity_after_the_subcommand_in_a_real_process(backend: BackendConfig) -> None:
+    write_keys()
+    proc = manage(backend, "keys", "order::*", "-v", "2")
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, out) == (0, "order::1\n"), err
+    assert "1 key(s) matching 'order::*'" in err
+    proc = manage(backend, "keys", "-v", "7")
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "invalid choice: 7" in err
+
+
+def no_constants(name: str) -> Any:
+    raise AssertionError(f"not JSON: {name}")
+
+
+def test_json_has_no_infinity_or_nan(backend: BackendConfig) -> None:
+    inf = float("inf")
+    cache_set("inf", value=inf)
+    cache_set("odd", value={"a": [-inf, 1.5], "b": float("nan"), "s": {inf}, inf: (1, inf)})
+    out, _ = run("get", "inf", "--json")
+    assert json.loads(out, parse_constant=no_constants)["value"] == "Infinity"
+    out, _ = run("get", "odd", "--json")
+    assert json.loads(out, parse_constant=no_constants)["value"] == {
+        "a": ["-Infinity", 1.5],
+        "b": "NaN",
+        "s": ["Infinity"],
+        "Infinity": [1, "Infinity"],
+    }
+
+
+@pytest.mark.backends("db-sqlite")
+def test_keys_into_a_reader_that_closes_early(backend: BackendConfig) -> None:
+    # Far more than a pipe holds (64 KiB): the command is still writing when the reader goes.
+    keyedcache.cache_set_many({f"listed::{i:05}::{'x' * 200}": i for i in range(3000)})
+    proc = manage(backend, "keys", "listed::*")
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read()
+    status = proc.wait(timeout=120)
+    assert first.startswith("listed::00000::")
+    assert status == 141, err  # 128 + SIGPIPE, as for a tool the closed pipe stopped
+    assert err == ""  # no BrokenPipeError traceback, no "Exception ignored"

@@ -352,3 +352,124 @@ def test_non_staff_is_refused(
         assert "do not show" not in page.content()
     assert "not authorized to access this page" in page.locator(".errornote").inner_text()
     shots.take(page, "09-refused-session")
+
+
+#: What a page's layout looks like to the test: page and body widths against the
+#: screen, and every table or chart that sticks out of the screen or of the box
+#: that should scroll it (an ancestor with overflow-x auto/scroll).
+LAYOUT_PROBE = """() => {
+    const width = document.documentElement.clientWidth;
+    const clipped = [];
+    for (const el of document.querySelectorAll('#content-main table, #content-main svg.kc-chart')) {
+        let box = el.parentElement;
+        const boxes = ['auto', 'scroll', 'hidden', 'clip'];
+        while (box && !boxes.includes(getComputedStyle(box).overflowX)) {
+            box = box.parentElement;
+        }
+        const own = el.getBoundingClientRect();
+        const name = el.tagName + '#' + (el.closest('[id]') || {id: '?'}).id;
+        if (!box) {
+            if (own.right > width + 1) clipped.push(name + ' sticks out of the screen');
+            continue;
+        }
+        const frame = box.getBoundingClientRect();
+        if (frame.right > width + 1) clipped.push(name + ' is in a box wider than the screen');
+        const scrolls = ['auto', 'scroll'].includes(getComputedStyle(box).overflowX);
+        if (!scrolls && own.right > frame.right + 1) clipped.push(name + ' is clipped');
+        if (el.tagName.toLowerCase() === 'svg' && own.right > frame.right + 1) {
+            clipped.push(name + ' (the chart) does not fit');
+        }
+    }
+    return {
+        width: width,
+        page: document.documentElement.scrollWidth,
+        body: document.body.scrollWidth,
+        clipped: clipped,
+    };
+}"""
+
+
+@pytest.mark.backends("locmem")
+def test_pages_fit_a_phone_screen(
+    backend: BackendConfig, live_server: Any, browser_page: Any, shots: Shots
+) -> None:
+    page = browser_page
+    base = live_server.url
+    page.set_viewport_size({"width": 375, "height": 812})
+    make_user("editor", staff=True, can_delete=True)
+    seed()
+    other_worker_record()
+    wide = "wide::" + "w" * 300  # one unbroken word, wider than any phone
+    keyedcache.cache_set(wide, value={"text": "y" * 3000, "n": list(range(200))})
+    log_in(page, base, "editor")
+    paths = [
+        "/cache/",
+        "/cache/view/",
+        "/cache/view/?prefix=product",
+        "/cache/view/?prefix=wide",
+        "/cache/view/key/?key=product::3",
+        f"/cache/view/key/?key={wide}",
+        "/cache/delete/",
+    ]
+    for number_, path in enumerate(paths):
+        page.goto(f"{base}{path}")
+        page.wait_for_load_state()
+        layout = page.evaluate(LAYOUT_PROBE)
+        assert layout["width"] == 375, layout
+        assert layout["page"] <= layout["width"], (path, layout)
+        assert layout["body"] <= layout["width"], (path, layout)
+        assert layout["clipped"] == [], (path, layout)
+        shots.take(page, f"20-phone-{number_}")
+    # The key table scrolls inside its module rather than being cut off.
+    page.goto(f"{base}/cache/view/?prefix=product")
+    module = page.locator("#kc-keys")
+    assert module.evaluate("el => getComputedStyle(el).overflowX") in ("auto", "scroll")
+
+
+@pytest.mark.backends("redis")
+def test_a_100_kb_key_and_a_match_all_pattern_in_the_browser(
+    backend: BackendConfig, live_server: Any, browser_page: Any, shots: Shots
+) -> None:
+    page = browser_page
+    base = live_server.url
+    make_user("editor", staff=True, can_delete=True)
+    long_key = "long::" + "k" * 100_000
+    keyedcache.cache_set(long_key, value={"long": True})
+    keyedcache.cache_set("long", "short", value=1)
+    keyedcache.cache_set("other", value=2)
+    responses: list[Any] = []
+    page.on("response", lambda response: responses.append(response))
+    log_in(page, base, "editor", "/cache/view/?prefix=long")
+
+    # The long key's row links by reference: opening it is no 414.
+    link = page.locator("table.kc-keys a[href*='ref=']").first
+    assert len(link.get_attribute("href") or "") < 2000
+    link.click()
+    page.wait_for_load_state()
+    assert "ref=" in page.url and len(page.url) < 2000
+    assert page.locator("pre.kc-value").inner_text() == "{'long': True}"
+    assert "100,006 characters" in page.locator("#kc-key").inner_text()
+    shots.take(page, "21-long-key")
+    page.click("#kc-delete-key")
+    page.wait_for_load_state()
+    assert page.locator("ul.messagelist li").inner_text().startswith("Deleted 1 key: ")
+    assert not keyedcache.is_cached(long_key)
+    assert keyedcache.is_cached("long", "short")
+    assert all(response.status != 414 for response in responses)
+
+    # "?*" matches every key: the page asks for DELETE before deleting anything.
+    page.goto(f"{base}/cache/delete/")
+    page.fill("#id_pattern_pattern", "?*")
+    page.click("#kc-delete-pattern-form input[type=submit]")
+    page.wait_for_load_state()
+    confirm = page.locator("#kc-pattern-confirm")
+    assert_visible(confirm)
+    assert "matches every key" in confirm.inner_text()
+    assert keyedcache.is_cached("other")
+    shots.take(page, "22-pattern-confirm")
+    page.fill("#id_pattern_confirm", "DELETE")
+    page.click("#kc-delete-pattern-form input[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator("ul.messagelist li").inner_text().startswith("Deleted 2 keys")
+    assert not keyedcache.is_cached("other") and not keyedcache.is_cached("long", "short")
+    assert page.dialogs == []

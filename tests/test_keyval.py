@@ -37,6 +37,7 @@ from keyedcache.contrib.keyval.backends import (
     get_backend,
 )
 from keyedcache.contrib.keyval.checks import check_keyval_settings
+from keyedcache.contrib.keyval.compat import KeyVal as CompatKeyVal
 from keyedcache.contrib.keyval.models import KeyValEntry
 from keyedcache.local import request_cache
 from tests import keyval_children as kids
@@ -224,6 +225,14 @@ class TestApi:
         assert other.get("a") == 3
         assert kv.flush() == 0
 
+    def test_compat_keyval_flushes_and_returns_none_as_django_keyval_did(self, url: str) -> None:
+        old = CompatKeyVal("things")
+        old.set("a", 1)
+        KeyVal("other").set("a", 2)
+        assert old.flush() is None
+        assert not KeyVal("things").exists("a") and KeyVal("other").get("a") == 2
+        assert isinstance(CompatKeyVal.connect("things"), CompatKeyVal)
+
     def test_flush_all_empties_every_store(self, kv: KeyVal) -> None:
         kv.set("a", 1)
         KeyVal("other").set("a", 2)
@@ -329,6 +338,10 @@ class TestApi:
         for call in calls:
             with pytest.raises(DisconnectedError, match=r"KeyVal 'things' was disconnected"):
                 call()
+        # django_keyval raised NameError there, and code written for it catches that.
+        with pytest.raises(NameError):
+            kv.get("a")
+        assert issubclass(DisconnectedError, RuntimeError)
         assert KeyVal("things").get("a") == 1  # a new handle works
         KeyVal.flush_all()  # and flush_all still does
         assert not KeyVal("things").exists("a")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 import subprocess
 import sys
 from typing import Any
@@ -122,6 +124,94 @@ class TestErrors:
         assert KeyVal("cfg").keys() == []
 
 
+class TestSubcommands:
+    """`keyval set NAME KEY VALUE` and friends, as `manage.py keyedcache` has subcommands."""
+
+    def test_set_get_del_list_flush(self) -> None:
+        assert keyval("set", "cfg", "greeting", "hello") == "created 'greeting' in store 'cfg'\n"
+        assert keyval("set", "cfg", "n", "42", "--json") == "created 'n' in store 'cfg'\n"
+        assert KeyVal("cfg").get("greeting") == "hello" and KeyVal("cfg").get("n") == 42
+        assert keyval("get", "cfg", "greeting") == "hello\n"
+        assert keyval("get", "cfg", "n", "--json") == "42\n"
+        assert keyval("list", "cfg") == "greeting\nn\n"
+        assert keyval("del", "cfg", "greeting") == "deleted 'greeting' from store 'cfg'\n"
+        assert keyval("delete", "cfg", "n") == "deleted 'n' from store 'cfg'\n"
+        KeyVal("cfg").set("x", 1)
+        assert keyval("flush", "cfg") == "flushed 1 key(s) from store 'cfg'\n"
+        assert KeyVal("cfg").keys() == []
+
+    def test_flags_after_the_subcommand(self) -> None:
+        assert keyval("set", "-n", "cfg", "-k", "k", "-V", "[1]", "--json") == (
+            "created 'k' in store 'cfg'\n"
+        )
+        assert keyval("get", "cfg", "--key", "k", "--json") == "[1]\n"
+        assert keyval("list", "--store_name", "cfg") == "k\n"
+
+    def test_verbosity_after_the_subcommand(self) -> None:
+        out = io.StringIO()
+        call_command("keyval", "set", "cfg", "k", "v", "-v", "0", stdout=out)
+        assert out.getvalue() == "" and KeyVal("cfg").get("k") == "v"
+        call_command("keyval", "flush", "cfg", "--verbosity", "0", stdout=out)
+        assert out.getvalue() == "" and KeyVal("cfg").keys() == []
+
+    def test_missing_key_is_status_1(self) -> None:
+        error = failure("get", "cfg", "nope")
+        assert (error.returncode, str(error)) == (1, "key 'nope' not found in store 'cfg'")
+
+    @pytest.mark.parametrize(
+        ("argv", "words"),
+        [
+            (["-c", "get", "get", "cfg", "k"], "give the action once"),
+            (["get", "cfg", "k", "-n", "cfg"], "NAME is given twice"),
+            (["set", "cfg", "k", "v", "-V", "w"], "VALUE is given twice"),
+            (["-n", "cfg"], "no action: give a subcommand"),
+            (["get", "cfg"], "get needs a key: KEY (or -k KEY)"),
+            (["set", "cfg", "k"], "set needs a value: VALUE (or -V VALUE)"),
+            (["get"], "get needs a store name: NAME (or -n NAME)"),
+            (["list", "cfg", "-k", "k"], "list takes no key (-k)"),
+        ],
+    )
+    def test_arguments_that_do_not_fit_are_status_2(self, argv: list[str], words: str) -> None:
+        error = failure(*argv)
+        assert error.returncode == 2 and words in str(error)
+        assert KeyVal("cfg").keys() == []
+
+
+class TestDjangoKeyvalFlags:
+    """django_keyval 0.1.2's long options: --command, --store_name, --ke (its spelling), --value."""
+
+    @pytest.mark.parametrize("name_flag", ["--store_name", "--store-name", "--name", "-n"])
+    @pytest.mark.parametrize("key_flag", ["--key", "--ke", "-k"])
+    def test_long_options(self, name_flag: str, key_flag: str) -> None:
+        keyval("--command", "set", name_flag, "cfg", key_flag, "k", "--value", "v")
+        assert KeyVal("cfg").get("k") == "v"
+        assert keyval("--command", "get", name_flag, "cfg", key_flag, "k") == "v\n"
+
+
+def no_constants(name: str) -> Any:
+    raise AssertionError(f"not JSON: {name}")
+
+
+class TestJsonIsAlwaysValid:
+    """JSON has no Infinity or NaN: they print as the strings "Infinity", "-Infinity", "NaN"."""
+
+    def test_non_finite_floats_are_strings(self) -> None:
+        kv = KeyVal("cfg")
+        kv.set("inf", float("inf"))
+        kv.set("nested", {"a": [float("-inf"), 1.5], "b": float("nan"), "c": (math.inf,)})
+        for action in (("get", "cfg", "inf"), ("-c", "get", "-n", "cfg", "-k", "inf")):
+            out = keyval(*action, "--json")
+            assert json.loads(out, parse_constant=no_constants) == "Infinity"
+        out = keyval("get", "cfg", "nested", "--json")
+        assert json.loads(out, parse_constant=no_constants) == {
+            "a": ["-Infinity", 1.5],
+            "b": "NaN",
+            "c": ["Infinity"],
+        }
+        out = keyval("list", "cfg", "--json")
+        assert json.loads(out, parse_constant=no_constants)["inf"] == "Infinity"
+
+
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
     """`python -m django keyval ...` in a real process on the test databases."""
     env = process_env(base_child_env())
@@ -141,10 +231,16 @@ def test_exit_statuses_of_a_real_process() -> None:
     assert KeyVal("cfg").get("k") == "v"
     got = run("-c", "get", "-n", "cfg", "-k", "k")
     assert (got.returncode, got.stdout) == (0, "v\n"), got.stderr
+    new = run("set", "cfg", "k2", "w", "-v", "0")
+    assert (new.returncode, new.stdout) == (0, ""), new.stderr
+    got = run("get", "cfg", "k2")
+    assert (got.returncode, got.stdout) == (0, "w\n"), got.stderr
     results: dict[str, Any] = {
         "missing key": (run("-c", "get", "-n", "cfg", "-k", "nope"), 1, "not found in store 'cfg'"),
         "unknown action": (run("-c", "bad", "-n", "cfg"), 2, "invalid choice: 'bad'"),
-        "no store name": (run("-c", "list"), 2, "the following arguments are required: -n"),
+        "no store name": (run("-c", "list"), 2, "-c list needs a store name: -n NAME"),
+        "no action": (run("-n", "cfg"), 2, "no action: give a subcommand"),
+        "subcommand without a key": (run("get", "cfg"), 2, "get needs a key: KEY (or -k KEY)"),
         "unknown flag": (run("-c", "list", "-n", "cfg", "-x"), 2, "unrecognized arguments: -x"),
         "no key": (run("-c", "get", "-n", "cfg"), 2, "-c get needs a key"),
     }

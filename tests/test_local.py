@@ -84,12 +84,26 @@ def backend_reads() -> Iterator[Reads]:
     """Count the reads that reach the backend, by key."""
     store = default_cache()
     adapter = store.adapter
+    # Async reads on native backends go to the async adapter: count those too.
+    aadapter = store.aadapter
+    real_get, real_aget = adapter.get, aadapter.get
+    seen = mock.MagicMock()
+
+    def get(key: str) -> Any:
+        seen(key)
+        return real_get(key)
+
+    async def aget(key: str) -> Any:
+        seen(key)
+        return await real_aget(key)
+
     with (
-        mock.patch.object(adapter, "get", wraps=adapter.get) as spy,
+        mock.patch.object(adapter, "get", get),
+        mock.patch.object(aadapter, "get", aget),
         # The store binds its guarded read once: route it through the spy too.
-        mock.patch.object(store, "_fetch", store.guard.wrap("get", adapter.get, NO_VALUE)),
+        mock.patch.object(store, "_fetch", store.guard.wrap("get", get, NO_VALUE)),
     ):
-        yield Reads(spy)
+        yield Reads(seen)
 
 
 @pytest.fixture
@@ -836,21 +850,38 @@ def test_local_hits_are_counted_apart_from_backend_hits(backend):
 
     def delta(before: dict[str, int]) -> dict[str, int]:
         after = counters.snapshot()
-        names = ("calls", "hits", "local_hits", "misses")
+        names = ("calls", "hits", "local_hits", "misses", "local_misses")
         return {name: after[name] - before[name] for name in names}
 
     before = counters.snapshot()
-    with request_cache():
+    with request_cache(), backend_reads() as reads:
         for _ in range(4):
             cache_get("product", 1)
-        for _ in range(2):
+        for _ in range(3):
             cache_get("nothing", default=None)
-    assert delta(before) == {"calls": 6, "hits": 1, "local_hits": 3, "misses": 2}
+    # The scope answered the repeats, hits and misses alike: misses are backend misses.
+    assert delta(before) == {"calls": 7, "hits": 1, "local_hits": 3, "misses": 1, "local_misses": 2}
+    assert reads.of("nothing") == 1
 
     before = counters.snapshot()
     cache_get("product", 1)
     cache_get("product", 1)
-    assert delta(before) == {"calls": 2, "hits": 2, "local_hits": 0, "misses": 0}
+    cache_get("nothing", default=None)
+    assert delta(before) == {"calls": 3, "hits": 2, "local_hits": 0, "misses": 1, "local_misses": 0}
+
+
+@LOCMEM
+def test_async_reads_count_scope_misses_as_local_misses(backend):
+    async def main() -> None:
+        async with request_cache():
+            for _ in range(3):
+                await keyedcache.acache_get("nothing", default=None)
+
+    before = counters.snapshot()
+    asyncio.run(main())
+    after = counters.snapshot()
+    assert after["misses"] - before["misses"] == 1
+    assert after["local_misses"] - before["local_misses"] == 2
 
 
 # -- no growth -----------------------------------------------------------------------------

@@ -641,3 +641,71 @@ def test_prefix_table_is_capped() -> None:
     other = next(row for row in rows if row["prefix"] == OTHER)
     assert other["calls"] == sum(range(11)) + 1
     assert sum(row["calls"] for row in rows) == sum(p["calls"] for p in prefixes.values())
+
+
+# -- noise: finished processes, prefixes nobody reads ------------------------------------
+
+#: A short-lived process (as a `manage.py` run is): some traffic, then it exits.
+EXITING = """
+import django
+django.setup()
+from keyedcache import cache_get, cache_set
+from keyedcache.reporting import reporter
+cache_set("exited", 1, value=1)
+cache_get("exited", 1)
+print(reporter.key.split("::", 1)[1])
+"""
+
+
+@pytest.mark.backends("redis", "db-sqlite")
+def test_a_process_that_exited_counts_but_is_not_listed(
+    backend: BackendConfig, child_pool: Any, fresh: None
+) -> None:
+    from tests.procs import ROOT
+
+    # A flush interval, as in production (the test settings turn automatic flushes off).
+    settings = {"KEYEDCACHE_STATS_FLUSH_INTERVAL": 3600}
+    env = process_env(
+        {**backend.env(extra_settings=settings), "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    )
+    exited = []
+    for argv in (
+        ["-c", EXITING],
+        ["-c", EXITING],
+        ["-m", "django", "keyedcache", "get", "exited::1"],
+    ):
+        done = subprocess.run(
+            [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        exited.append(done.stdout.strip())
+    assert exited[2] == "1"  # the command's own output: the value
+    with pool_workers(child_pool, backend.env(extra_settings=settings), 1) as (worker,):
+        running = worker.run(child_traffic, 0)  # a worker that stays: it flushed, it runs
+        result = keyedcache.stats()
+    listed = {p["id"] for p in result["processes"]}
+    assert running["id"] in listed and not listed & set(exited[:2])
+    assert result["process_count"] == 2  # this process and the worker
+    finished = result["finished"]
+    assert finished["count"] == 3
+    assert (finished["counters"]["sets"], finished["counters"]["hits"]) == (2, 3)
+    mine = result["process"]["counters"]
+    for name in COUNTER_NAMES:  # exact totals: the exited processes' figures still count
+        expected = mine[name] + running["counters"][name] + finished["counters"][name]
+        assert result["totals"][name] == expected, name
+
+
+@pytest.mark.backends("locmem")
+def test_prefixes_nobody_reads_are_not_the_busiest(backend: BackendConfig, fresh: None) -> None:
+    from keyedcache.management.cli import render_stats
+
+    cache_set("written", 1, value=1)
+    cache_delete("deleted", 1)
+    cache_get("read", 1, default=None)
+    result = keyedcache.stats()
+    assert {"written", "deleted", "read"} <= {row["prefix"] for row in result["prefixes"]}
+    busiest = [row["prefix"] for row in result["busiest"]]
+    assert "read" in busiest and "written" not in busiest and "deleted" not in busiest
+    text = render_stats(result, "default")
+    assert "  read " in text.split("busiest key prefixes:")[1]
+    assert "written" not in text and "deleted" not in text

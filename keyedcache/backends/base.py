@@ -178,6 +178,12 @@ class Adapter:
         None elsewhere. Lets listings read a record without unpickling its value."""
         return None
 
+    def raw_heads(self, stored_keys: list[str]) -> dict[str, tuple[int, bytes]]:
+        """{stored key: (stored length, first bytes of its pickle)} where the backend can
+        read a prefix of a stored value (Redis GETRANGE); {} elsewhere. Lets listings
+        read a record's tag, stamp and key without fetching or unpickling its value."""
+        return {}
+
     def raw_get_many_primary(self, stored_keys: list[str]) -> dict[str, Any]:
         """`raw_get_many` from the primary, for what must read its own writes (tokens)."""
         return self.raw_get_many(stored_keys)

@@ -39,6 +39,22 @@ def _now() -> datetime:
     return now
 
 
+def heal(connection: Any) -> None:
+    """Close this thread's database connection if an earlier error broke it.
+
+    Django reconnects on the next query, but only once the broken connection is
+    closed, and it closes them at request boundaries only: a thread outside
+    requests (a worker loop, a command) would keep failing after the database
+    came back. Costs one attribute read unless an error occurred on it.
+    """
+    if not connection.errors_occurred or connection.in_atomic_block:
+        return
+    if connection.connection is not None and connection.is_usable():
+        connection.errors_occurred = False
+    else:
+        connection.close()
+
+
 def like_prefix(prefix: str) -> str:
     """Return a LIKE pattern (escape '!') matching every string that starts with `prefix`."""
     escaped = (
@@ -107,6 +123,7 @@ class DatabaseAdapter(StampedAdapter):
         cache: Any = self.cache
         db = router.db_for_write(cache.cache_model_class)
         connection = connections[db]
+        heal(connection)
         if self.made_prefix is None or connection.vendor not in _UPSERT:
             return None
         return connection, db, connection.ops.quote_name(cache._table), connection.vendor
@@ -262,6 +279,7 @@ class DatabaseAdapter(StampedAdapter):
         cache = self.cache
         db = router.db_for_write(cache.cache_model_class)  # type: ignore[attr-defined]
         connection = connections[db]
+        heal(connection)
         quote = connection.ops.quote_name
         table = quote(cache._table)  # type: ignore[attr-defined]
         made = cache.make_key(self.lock_key(key))

@@ -14,6 +14,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from keyedcache.backends.base import DECODE_ERRORS, Timeout, Undecodable
 from keyedcache.backends.stamped import RECORD_TAG, StampedAdapter
 from keyedcache.entry import NO_VALUE
+from keyedcache.pickled import tuple_head
 
 _Tables = tuple[dict[str, int], "OrderedDict[str, int]", list[int]]
 
@@ -216,6 +217,40 @@ class LocMemAdapter(StampedAdapter):
             except DECODE_ERRORS as exc:
                 found[stored] = Undecodable(exc)
         return found
+
+    def raw_pickled(self, stored: str) -> bytes | None:
+        if self.made_prefix is None:
+            return None
+        made = self.made_prefix + stored
+        with self._lock:
+            expires = self._expiry.get(made, -1)
+            if made not in self._data or (expires is not None and expires <= time.time()):
+                return None
+            return self._data[made]
+
+    def _valid_names(self, stored_keys: list[str]) -> Iterator[str]:
+        # Each record's tag, stamp and key are read from the head of its pickle:
+        # listings never unpickle values (see keyedcache.pickled).
+        heads: dict[str, list[Any]] = {}
+        rest: list[str] = []
+        for stored in stored_keys:
+            pickled = self.raw_pickled(stored)
+            head = None if pickled is None else tuple_head(pickled, 3)
+            if head and len(head) >= 3 and head[0] == RECORD_TAG and type(head[2]) is str:
+                heads[stored] = head
+            else:
+                rest.append(stored)
+        gens = list(dict.fromkeys(g for head in heads.values() for g in self.gen_keys(head[2])))
+        tokens = self.raw_get_many_primary(gens) if gens else {}
+        doomed = []
+        for stored, head in heads.items():
+            if head[1] == tuple(tokens.get(g) for g in self.gen_keys(head[2])):
+                yield head[2]
+            else:
+                doomed.append(stored)
+        self.raw_delete_many(doomed)
+        if rest:
+            yield from super()._valid_names(rest)
 
     def scan(self, stored_prefix: str) -> Iterator[str]:
         prefix = self.made_prefix

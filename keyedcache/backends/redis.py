@@ -7,8 +7,9 @@ from typing import Any
 
 from keyedcache import keys
 from keyedcache.backends.base import DECODE_ERRORS, Timeout, Undecodable
-from keyedcache.backends.stamped import StampedAdapter
+from keyedcache.backends.stamped import RECORD_TAG, StampedAdapter
 from keyedcache.entry import NO_VALUE
+from keyedcache.pickled import tuple_head
 
 # Compare-and-delete and compare-and-expire in one step, so only the owner
 # of a lock can release or extend it, even after it overran its timeout.
@@ -148,6 +149,56 @@ class RedisAdapter(StampedAdapter):
             self._client().persist(made)
         else:
             self._client().expire(made, seconds)
+
+    # -- listings: a record's head, not its value -------------------------------
+
+    #: Bytes of a record read to find its tag, stamp and key (a longer key: a full read).
+    head_bytes = 4096
+
+    def plain_pickles(self) -> bool:
+        """True when stored records are plain pickles whose head can be parsed (no compressor)."""
+        return True
+
+    def raw_heads(self, stored_keys: list[str]) -> dict[str, tuple[int, bytes]]:
+        prefix = self.made_prefix
+        if prefix is None or not stored_keys or not self.plain_pickles():
+            return {}
+        pipeline = self._client().pipeline(transaction=False)
+        for stored in stored_keys:
+            pipeline.strlen(prefix + stored)
+            pipeline.getrange(prefix + stored, 0, self.head_bytes - 1)
+        replies = pipeline.execute()
+        return {
+            stored: (int(replies[2 * i]), bytes(replies[2 * i + 1]))
+            for i, stored in enumerate(stored_keys)
+            if replies[2 * i]
+        }
+
+    def _valid_names(self, stored_keys: list[str]) -> Iterator[str]:
+        # The tag, stamp and key of each record come from its first bytes, so a
+        # listing of big values moves kilobytes, not the values (from the primary,
+        # like every read a listing makes before it reclaims anything).
+        heads: dict[str, list[Any]] = {}
+        rest: list[str] = []
+        found = self.raw_heads(stored_keys)
+        for stored in stored_keys:
+            part = found.get(stored)
+            head = None if part is None else tuple_head(part[1], 3)
+            if head and len(head) >= 3 and head[0] == RECORD_TAG and type(head[2]) is str:
+                heads[stored] = head
+            else:
+                rest.append(stored)
+        gens = list(dict.fromkeys(g for head in heads.values() for g in self.gen_keys(head[2])))
+        tokens = self.raw_get_many_primary(gens) if gens else {}
+        doomed = []
+        for stored, head in heads.items():
+            if head[1] == tuple(tokens.get(g) for g in self.gen_keys(head[2])):
+                yield head[2]
+            else:
+                doomed.append(stored)
+        self.raw_delete_many(doomed)
+        if rest:
+            yield from super()._valid_names(rest)
 
     def scan(self, stored_prefix: str) -> Iterator[str]:
         made_prefix = self.made_prefix

@@ -33,6 +33,11 @@ class LibraryClientAdapter(RedisAdapter):
     def _loads(self) -> Any:
         return self._codec()[1]
 
+    def plain_pickles(self) -> bool:
+        client = self.cache.client  # type: ignore[attr-defined]
+        pickled = "pickle" in type(client._serializer).__module__.rsplit(".", 1)[-1]
+        return pickled and type(client._compressor).__name__ == "IdentityCompressor"
+
     def _codec(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
         """(encode, decode) for this alias, chosen once from the library's client."""
         try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,8 @@ class Child:
     count: int = 0
     is_key: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    #: A key at or below this row (a reference for links when the row's key is long).
+    sample: str = ""
 
     @property
     def is_branch(self) -> bool:
@@ -95,7 +97,7 @@ def scan_branch(store: KeyedCache, branch: str | None, limit: int | None) -> Lis
                 if len(children) >= MAX_BRANCHES:
                     overflow += 1
                     continue
-                child = children[segment] = Child(segment, base + segment)
+                child = children[segment] = Child(segment, base + segment, sample=key)
             child.count += 1
             if not sep:
                 child.is_key = True
@@ -118,7 +120,7 @@ def search_keys(store: KeyedCache, pattern: str, limit: int | None) -> Listing:
             if limit is not None and len(found) >= limit:
                 truncated = True
                 break
-            found.append(Child(key, key, 1, True))
+            found.append(Child(key, key, 1, True, sample=key))
     finally:
         _closing(keys)()
     found.sort(key=lambda c: natural(c.key))
@@ -130,27 +132,26 @@ def search_pattern(query: str) -> str:
     return query if _GLOB_META.search(query) else f"*{glob_literal(query)}*"
 
 
-def entry_size(entry: Entry) -> int:
-    """Bytes of the stored envelope, pickled as Django's backends pickle it."""
-    try:
-        return len(pickle.dumps(entry.pack(), pickle.HIGHEST_PROTOCOL))
-    except Exception:
-        return 0
-
-
 def key_meta(store: KeyedCache, keys: list[str]) -> dict[str, dict[str, Any]]:
-    """TTL, size and freshness of stored keys: {key: meta}; keys no longer stored are left out.
+    """TTL, stored size and freshness of stored keys: {key: meta}; keys no longer stored
+    are left out.
 
-    Reads with `peek_many` and `seconds_left`, so browsing is not counted as cache traffic.
+    Reads with `peek_stored` and `seconds_left`: values are not unpickled (their
+    size is what is stored, their times come from the end of the pickle), and
+    browsing is not counted as cache traffic.
     """
     metas = {}
-    for key, entry in store.peek_many(keys).items():
-        ttl = store.seconds_left(key, entry)
+    now = time.time()
+    for key, stored in store.peek_stored(keys).items():
+        envelope = Entry(None, stored.fresh_until, stored.stale_until)
+        ttl = store.seconds_left(key, envelope)
+        unknown = not stored.known and ttl is None
         metas[key] = {
-            "entry": entry,
-            "ttl": duration(ttl),
+            "stored": stored,
+            "ttl": "unknown" if unknown else duration(ttl),
             "ttl_seconds": ttl,
-            "size": entry_size(entry),
-            "fresh": entry.is_fresh(),
+            "size": stored.size,
+            "fresh": stored.is_fresh(now),
+            "undecodable": stored.undecodable,
         }
     return metas

@@ -13,15 +13,16 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.http import require_http_methods
 
 from keyedcache.cache import KeyedCache
 from keyedcache.dashboard.access import DELETE_PERMISSION, can_delete, staff_member_only
 from keyedcache.dashboard.context import page_context
 from keyedcache.dashboard.formatting import number, shown
+from keyedcache.dashboard.http import allow
+from keyedcache.dashboard.refs import resolve
 from keyedcache.dashboard.secrets import outage_message
 from keyedcache.exceptions import CacheNotRespondingError
-from keyedcache.forms import DELETE_FORMS, make_form
+from keyedcache.forms import DELETE_FORMS, KEY_FIELD_MAX, encode_key, make_form
 from keyedcache.keys import glob_literal
 from keyedcache.registry import default_cache
 
@@ -117,10 +118,20 @@ def _safe_next(request: HttpRequest, target: str) -> str | None:
     return None
 
 
-def _initial(request: HttpRequest) -> dict[str, Any]:
-    """Pre-filled key and pattern forms from the query string (never the delete-all form)."""
+def _initial(request: HttpRequest, store: KeyedCache) -> dict[str, Any]:
+    """Pre-filled key and pattern forms from the query string (never the delete-all form).
+
+    The key comes as ?key=... or as a reference (?ref=..., see refs.py); one too
+    long for the text field is sent along encoded, and shown shortened.
+    """
     initial: dict[str, Any] = {}
-    for name in ("key", "pattern", "next"):
+    key, _sample = resolve(store, request.GET, "key")
+    if key is not None and len(key) > KEY_FIELD_MAX:
+        initial["encoded_key"] = encode_key(key)
+        initial["long_key"] = f"{shown(key[:200])}… ({number(len(key))} characters)"
+    elif key is not None:
+        initial["key"] = key
+    for name in ("pattern", "next"):
         if name in request.GET:
             initial[name] = request.GET[name]
     if request.GET.get("children") in ("on", "1", "true"):
@@ -131,7 +142,7 @@ def _initial(request: HttpRequest) -> dict[str, Any]:
 @staff_member_only
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@allow("GET", "POST")
 def delete_page(request: HttpRequest) -> HttpResponse:
     """Delete a key, a key and its subtree, the keys matching a glob, or everything.
 
@@ -141,7 +152,7 @@ def delete_page(request: HttpRequest) -> HttpResponse:
     error on this page (status 503), never as done.
     """
     store = default_cache()
-    initial = _initial(request)
+    initial = _initial(request, store)
     bound: dict[str, Any] = {}
     status = 200
     if request.method == "POST":
@@ -191,6 +202,7 @@ def delete_page(request: HttpRequest) -> HttpResponse:
         key_form=forms_by_action["key"],
         pattern_form=forms_by_action["pattern"],
         all_form=forms_by_action["all"],
+        long_key=initial.get("long_key"),
         enumerates=store.enumerates,
         adapter=store.adapter_name,
         permission=DELETE_PERMISSION,

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import pprint
-import reprlib
 import time
 from typing import Any
 
+from django.core.cache import caches
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 
+from keyedcache.cache import KeyedCache
 from keyedcache.dashboard.access import staff_member_only
 from keyedcache.dashboard.browser import (
     PAGE_SIZE,
@@ -26,29 +25,30 @@ from keyedcache.dashboard.browser import (
 )
 from keyedcache.dashboard.context import page_context, url
 from keyedcache.dashboard.formatting import number, shown, when
+from keyedcache.dashboard.http import allow
+from keyedcache.dashboard.refs import LONG_KEY, branch_params, key_params, resolve
 from keyedcache.dashboard.secrets import outage_message
-from keyedcache.entry import Entry
+from keyedcache.dashboard.values import MAX_REPR, describe_type, model_facts, safe_repr
 from keyedcache.exceptions import CacheNotRespondingError
 from keyedcache.forms import encode_key
 from keyedcache.keys import KEY_DELIM
 from keyedcache.registry import default_cache
 
-#: Characters of a value's representation shown on the key page.
-MAX_REPR = 20_000
-#: Values whose stored size is below this are pretty-printed (pprint), others reprlib'd.
-PRETTY_PRINT_BYTES = 32_000
+__all__ = ["MAX_REPR", "detail_page", "view_page"]
 
-_value_repr = reprlib.Repr()
-_value_repr.maxlevel = 6
-_value_repr.maxstring = 2_000
-_value_repr.maxlong = 400
-_value_repr.maxother = 2_000
-_value_repr.maxlist = _value_repr.maxtuple = _value_repr.maxdeque = 100
-_value_repr.maxset = _value_repr.maxfrozenset = _value_repr.maxdict = 100
-_value_repr.maxarray = 100
+#: Characters of a key shown in a row, a crumb or the key page's heading; longer ones are cut.
+MAX_LABEL = 300
+MAX_HEADING = 2_000
 
 
-def _crumbs(branch: str | None) -> list[dict[str, str]]:
+def label(text: str, limit: int = MAX_LABEL) -> str:
+    """`text` as shown (invisible characters escaped), cut to `limit` characters."""
+    if len(text) > limit:
+        return f"{shown(text[:limit])}… ({number(len(text))} characters)"
+    return shown(text)
+
+
+def _crumbs(store: KeyedCache, branch: str | None, sample: str | None) -> list[dict[str, str]]:
     """Links to the root and to every branch above and at `branch`."""
     crumbs = [{"label": "All keys", "url": url("keyedcache_view")}]
     if branch is None:
@@ -57,7 +57,10 @@ def _crumbs(branch: str | None) -> list[dict[str, str]]:
     for i, segment in enumerate(segments):
         prefix = KEY_DELIM.join(segments[: i + 1])
         crumbs.append(
-            {"label": shown(segment) or "(empty)", "url": url("keyedcache_view", prefix=prefix)}
+            {
+                "label": label(segment, 60) or "(empty)",
+                "url": url("keyedcache_view", **branch_params(store, prefix, sample or branch)),
+            }
         )
     return crumbs
 
@@ -85,19 +88,25 @@ def parent_branch(key: str) -> str | None:
     return head if sep else None
 
 
-def _branch_url(branch: str | None) -> str:
-    return url("keyedcache_view", prefix=branch)
+def _branch_url(store: KeyedCache, branch: str | None, sample: str | None = None) -> str:
+    return url("keyedcache_view", **branch_params(store, branch, sample))
+
+
+def _key_url(store: KeyedCache, key: str) -> str:
+    return url("keyedcache_detail", **key_params(store, key))
 
 
 @staff_member_only
 @never_cache
-@require_GET
+@allow("GET")
 def view_page(request: HttpRequest) -> HttpResponse:
     """Browse keys as a tree of `::` segments, or search them by glob ("Cache Keys")."""
     store = default_cache()
     if "key" in request.GET:  # 1.5's look-up form sent ?key=...
-        return HttpResponseRedirect(url("keyedcache_detail", key=request.GET["key"]))
-    branch = request.GET.get("prefix")
+        return HttpResponseRedirect(_key_url(store, request.GET["key"]))
+    branch, sample = resolve(store, request.GET, "prefix")
+    if branch is None and "ref" in request.GET:
+        return HttpResponseRedirect(reverse("keyedcache_view"))  # its entry is gone
     query = request.GET.get("q", "")
     full = request.GET.get("all") == "1"
     limit = None if full else scan_limit()
@@ -121,19 +130,21 @@ def view_page(request: HttpRequest) -> HttpResponse:
     metas = key_meta(store, [child.key for child in page.object_list if child.is_key])
     for child in page.object_list:
         child.meta = metas.get(child.key, {})
-    params: dict[str, Any] = {"q": query} if pattern is not None else {"prefix": branch}
+    params: dict[str, Any] = (
+        {"q": query} if pattern is not None else branch_params(store, branch, sample)
+    )
     if full:
         params["all"] = "1"
     rows = [
         {
-            "label": shown(child.segment) if pattern is None else shown(child.key),
+            "label": label(child.segment) if pattern is None else label(child.key),
             "empty_segment": child.segment == "" and pattern is None,
             "count": number(child.count),
             "is_key": child.is_key and bool(child.meta),
             "is_branch": child.is_branch,
             "below": number(child.count - (1 if child.is_key else 0)),
-            "branch_url": _branch_url(child.key) if child.is_branch else None,
-            "key_url": url("keyedcache_detail", key=child.key) if child.is_key else None,
+            "branch_url": _branch_url(store, child.key, child.sample) if child.is_branch else None,
+            "key_url": _key_url(store, child.key) if child.is_key else None,
             **child.meta,
         }
         for child in page.object_list
@@ -142,18 +153,20 @@ def view_page(request: HttpRequest) -> HttpResponse:
     if pattern is not None:
         delete_url = url("keyedcache_delete", pattern=pattern)
     elif branch is not None:
-        delete_url = url("keyedcache_delete", key=branch, children="on")
+        named = key_params(store, branch) if len(branch) <= LONG_KEY else None
+        named = named or branch_params(store, branch, sample)
+        delete_url = url("keyedcache_delete", **named, children="on")
     branch_is_key = None
-    if branch is not None and pattern is None and page.number == 1:
-        branch_is_key = url("keyedcache_detail", key=branch) if store.get_entry(branch) else None
+    if branch is not None and pattern is None and page.number == 1 and store.peek_stored([branch]):
+        branch_is_key = _key_url(store, branch)
     context = page_context(
         request,
         "Cache Keys",
         "keys",
         branch=branch,
-        branch_shown=None if branch is None else shown(branch),
+        branch_shown=None if branch is None else label(branch),
         branch_is_key=branch_is_key,
-        crumbs=_crumbs(branch) if pattern is None else [],
+        crumbs=_crumbs(store, branch, sample) if pattern is None else [],
         query=query,
         pattern=pattern,
         rows=rows,
@@ -178,69 +191,40 @@ def view_page(request: HttpRequest) -> HttpResponse:
 # -- one key ------------------------------------------------------------------------------
 
 
-def safe_repr(value: Any, size: int) -> tuple[str, bool]:
-    """A representation of `value` of at most MAX_REPR characters; say whether it was cut."""
-    try:
-        if size <= PRETTY_PRINT_BYTES:
-            text = pprint.pformat(value, width=100, sort_dicts=False)
-        else:
-            text = _value_repr.repr(value)
-    except Exception as exc:  # a __repr__ that fails must not break the page
-        return f"<repr() failed: {type(exc).__name__}: {exc}>", False
-    if len(text) > MAX_REPR:
-        return text[:MAX_REPR] + " …", True
-    return text, size > PRETTY_PRINT_BYTES and "..." in text
-
-
-def describe_type(value: Any) -> str:
-    """The value's type, with its length for sized values: 'dict (3 items)'."""
-    kind = type(value)
-    name = kind.__qualname__
-    if kind.__module__ != "builtins":
-        name = f"{kind.__module__}.{name}"
-    try:
-        length = len(value)
-    except Exception:
-        return name
-    if isinstance(value, str):
-        unit = "characters"
-    elif isinstance(value, (bytes, bytearray)):
-        unit = "bytes"
-    else:
-        unit = "items"
-    return f"{name} ({number(length)} {unit if length != 1 else unit[:-1]})"
-
-
 @staff_member_only
 @never_cache
-@require_GET
+@allow("GET")
 def detail_page(request: HttpRequest) -> HttpResponse:
-    """One key: its value's type, size, TTL, freshness and a safe, truncated representation."""
+    """One key: its value's type, size, TTL, freshness and a safe, truncated representation.
+
+    The key comes as ?key=..., or for a long key as ?ref=<storage key> (see refs.py).
+    """
     store = default_cache()
-    key = request.GET.get("key")
+    key, _sample = resolve(store, request.GET, "key")
     if key is None:
         return HttpResponseRedirect(reverse("keyedcache_view"))
     parent = parent_branch(key)
     meta = key_meta(store, [key]).get(key, {})
+    entry = store.peek_many([key]).get(key) if meta else None
     context = page_context(
         request,
         "Cache key",
         "keys",
         key=key,
-        key_shown=shown(key),
+        key_shown=label(key, MAX_HEADING),
+        key_crumb=label(key, 60),
         encoded_key=encode_key(key),
-        crumbs=_crumbs(parent),
-        parent_url=_branch_url(parent),
-        found=bool(meta),
+        crumbs=_crumbs(store, parent, key),
+        parent_url=_branch_url(store, parent, key),
+        found=entry is not None,
     )
-    if not meta:
+    if entry is None:
         try:
             store.require()  # "nothing is cached" only from a backend that answers
         except CacheNotRespondingError as exc:
             context["outage"] = outage_message(exc, store.alias)
             return render(request, "keyedcache/detail.html", context, status=503)
         return render(request, "keyedcache/detail.html", context, status=404)
-    entry: Entry = meta["entry"]
     limit = scan_limit()
     below: Listing | None = None
     try:
@@ -250,12 +234,13 @@ def detail_page(request: HttpRequest) -> HttpResponse:
     except CacheNotRespondingError as exc:
         context["below_error"] = outage_message(exc, store.alias)
     text, cut = safe_repr(entry.value, meta["size"])
-    stale = not meta["fresh"]
+    stale = not entry.is_fresh()
     context.update(
         meta,
         value_type=describe_type(entry.value),
         value_repr=text,
         repr_cut=cut,
+        model=model_facts(entry.value),
         stale=stale,
         fresh_until=when(entry.fresh_until),
         stale_until=when(entry.stale_until),
@@ -263,10 +248,10 @@ def detail_page(request: HttpRequest) -> HttpResponse:
             when(time.time() + meta["ttl_seconds"]) if meta["ttl_seconds"] is not None else None
         ),
         cost=f"{entry.cost:.3f} s" if entry.cost else None,
-        storage_key=store.storage_key(key),
+        storage_key=caches[store.alias].make_key(store.storage_key(key)),
         below=None if below is None else below.read,
         below_shown=None if below is None else f"{number(below.read)}{'+' * below.truncated}",
-        below_url=_branch_url(key),
-        next_url=_branch_url(parent),
+        below_url=_branch_url(store, key, key),
+        next_url=_branch_url(store, parent, key),
     )
     return render(request, "keyedcache/detail.html", context)

@@ -11,8 +11,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 
+from keyedcache.breaker import all_breakers
 from keyedcache.cache import KeyedCache
 from keyedcache.cluster import stats as cluster_stats
 from keyedcache.counters import hit_rate
@@ -20,6 +20,7 @@ from keyedcache.dashboard.access import staff_member_only
 from keyedcache.dashboard.chart import build_chart
 from keyedcache.dashboard.context import page_context, url
 from keyedcache.dashboard.formatting import ago, duration, number, percent, shown, when
+from keyedcache.dashboard.http import allow
 from keyedcache.dashboard.secrets import mask_location, mask_options, outage_message
 from keyedcache.exceptions import CacheNotRespondingError
 from keyedcache.registry import default_cache
@@ -41,6 +42,7 @@ COUNTERS = (
     ("errors", "Errors"),
     ("executions", "Memoized-body executions"),
     ("wait_timeouts", "Single-flight wait timeouts"),
+    ("breaker_opens", "Circuit-breaker opens"),
 )
 
 #: Prefixes stats counts under that are not key prefixes (no branch to open).
@@ -138,7 +140,8 @@ def _quality(rate: float | None) -> str:
 def prefix_rows(prefixes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The busiest prefixes with their hit-rate bars (widths in SVG units)."""
     rows = []
-    for row in sorted(prefixes, key=lambda r: -r.get("calls", 0))[:BUSIEST_PREFIXES]:
+    busy = [row for row in prefixes if row.get("calls", 0) > 0]  # only written: not busy
+    for row in sorted(busy, key=lambda r: -r.get("calls", 0))[:BUSIEST_PREFIXES]:
         rate = row["hit_rate"]
         prefix = row["prefix"]
         rows.append(
@@ -184,11 +187,17 @@ def backend_info(store: KeyedCache) -> dict[str, Any]:
     config: dict[str, Any] = settings.CACHES.get(store.alias, {})
     started = time.perf_counter()
     error = ""
-    try:
-        answered = store.require()
-    except CacheNotRespondingError as exc:
-        answered = False
-        error = outage_message(exc, store.alias)
+    breaker = store.guard.breaker
+    if breaker.is_open and store.enabled:
+        # Truthful without a round trip: a hung backend would hold the page for a timeout.
+        answered: bool | None = False
+        error = f"circuit breaker {breaker.state} since {clock_time(breaker.since)} UTC"
+    else:
+        try:
+            answered = store.require()
+        except CacheNotRespondingError as exc:
+            answered = False
+            error = outage_message(exc, store.alias)
     round_trip = (time.perf_counter() - started) * 1000
     health = "off" if answered is None else "up" if answered else "down"
     return {
@@ -207,9 +216,36 @@ def backend_info(store: KeyedCache) -> dict[str, Any]:
     }
 
 
+def clock_time(timestamp: float) -> str:
+    """HH:MM:SS (UTC) of a Unix timestamp."""
+    return time.strftime("%H:%M:%S", time.gmtime(timestamp))
+
+
+def breaker_rows() -> list[dict[str, Any]]:
+    """Rows of the circuit-breaker table: every alias's breaker in this process."""
+    rows = []
+    for found in all_breakers():
+        snap = found.snapshot()
+        rows.append(
+            {
+                "alias": snap["alias"],
+                "state": snap["state"] if snap["enabled"] else "off",
+                "since": ago(snap["since"]),
+                "opens_last_hour": number(snap["opens_last_hour"]),
+                "opens": number(snap["opens"]),
+                "last_error": snap["last_error"],
+                "tuning": (
+                    f"opens after {snap['failures']} failures or {snap['timeouts']} timeouts "
+                    f"in a row; probes after {duration(snap['cooldown'])}"
+                ),
+            }
+        )
+    return rows
+
+
 @staff_member_only
 @never_cache
-@require_GET
+@allow("GET")
 def stats_page(request: HttpRequest) -> HttpResponse:
     """Cache statistics of the whole cluster and of this process, the backend and its health."""
     store = default_cache()
@@ -231,6 +267,7 @@ def stats_page(request: HttpRequest) -> HttpResponse:
         prefixes=prefix_rows(figures["prefixes"]),
         processes=process_rows(figures["processes"]),
         backend=backend_info(store),
+        breakers=breaker_rows(),
         as_of=when(figures["time"]),
     )
     return render(request, "keyedcache/stats.html", context)

@@ -6,17 +6,19 @@ import re
 import reprlib
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
 from django.conf import settings
 
 from keyedcache.exceptions import CacheBackendError
 
 _SECRET_NAME = re.compile(r"pass|secret|token|credential|auth|private|key", re.IGNORECASE)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
-_BARE_USERINFO = re.compile(r"^[^/@\s:]*:[^/@\s]*@")
-_URL_USERINFO_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<userinfo>[^/@\s]*)@")
 _QUERY_PAIR = re.compile(r"(?<=[?&;])(?P<name>[^=&;?#\s]+)=(?P<value>[^&;#\s'\"]*)")
+# A query is cut into pairs at "&" or ";" only where a new "name=" follows, so a
+# secret value holding "&", "#" or "?" is masked whole.
+_QUERY_CUT = re.compile(r"([&;])(?=[^=&;#\s]+=)")
 #: What a secret is shown as.
 MASK = "********"
 
@@ -24,24 +26,81 @@ _brief_repr = reprlib.Repr()
 _brief_repr.maxstring = _brief_repr.maxother = 80
 
 
+def _urls(text: str) -> list[tuple[str, str, str]]:
+    """`text` cut into (scheme, userinfo or None-as-"", rest): one piece per URL.
+
+    A URL's userinfo is everything between its "scheme://" and the last "@"
+    before the next URL, whatever characters the password holds ("@", "/",
+    "?", "#", ":", spaces). Without a scheme, everything up to the last "@" is
+    the userinfo ("user:password@host:port"). Text before the first URL is a
+    piece with an empty scheme.
+    """
+    starts = [m.start() for m in _SCHEME.finditer(text)]
+    bounds = [0, *starts] if not starts or starts[0] else starts
+    pieces = []
+    for i, start in enumerate(bounds):
+        end = bounds[i + 1] if i + 1 < len(bounds) else len(text)
+        piece = text[start:end]
+        scheme = _SCHEME.match(piece)
+        head = scheme.group() if scheme else ""
+        body = piece[len(head) :]
+        at = body.rfind("@")
+        if at < 0:
+            pieces.append((head, "", body))
+        else:
+            pieces.append((head, body[:at] or "\0", body[at:]))
+    return pieces
+
+
+def _query_pairs(rest: str) -> tuple[str, list[str]]:
+    """(what precedes the query, the query's pieces: pairs and the separators between them)."""
+    head, mark, query = rest.partition("?")
+    if not mark:
+        return rest, []
+    return head, _QUERY_CUT.split(query)
+
+
+def _is_secret_pair(pair: str) -> bool:
+    name, eq, _value = pair.partition("=")
+    return bool(eq) and bool(_SECRET_NAME.search(unquote(name)))
+
+
+def _mask_rest(rest: str) -> str:
+    head, pieces = _query_pairs(rest)
+    if not pieces:
+        return rest
+    shown = [
+        f"{piece.partition('=')[0]}={MASK}" if _is_secret_pair(piece) else piece for piece in pieces
+    ]
+    return f"{head}?{''.join(shown)}"
+
+
 def mask_location(value: Any) -> str:
-    """A LOCATION (string, or list of them) without passwords: userinfo and secret query values."""
+    """A LOCATION (string, or list of them) without passwords: userinfo and secret query values.
+
+    Every URL's userinfo goes, whatever characters the password holds; so do the
+    values of query parameters with secret-looking names (password, token, ...).
+    """
     if isinstance(value, (list, tuple)):
         return ", ".join(mask_location(item) for item in value)
-    text = str(value)
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-    text = _BARE_USERINFO.sub(f"{MASK}@", text)
-    if "?" in text:
-        try:
-            parts = urlsplit(text)
-        except ValueError:  # not a URL after all: hide what follows the "?"
-            return text.split("?", 1)[0] + "?" + MASK
-        if parts.query:
-            query = [
-                (name, MASK if _SECRET_NAME.search(name) else item)
-                for name, item in parse_qsl(parts.query, keep_blank_values=True)
-            ]
-            text = urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+    return "".join(
+        f"{scheme}{MASK if userinfo else ''}{_mask_rest(rest)}"
+        for scheme, userinfo, rest in _urls(str(value))
+    )
+
+
+def _mask_value(value: Any, secrets: set[str], depth: int) -> str:
+    """One OPTIONS value as shown: strings as locations, lists item by item, secrets masked."""
+    if isinstance(value, str):
+        text = mask_location(value)
+    elif isinstance(value, (list, tuple)) and depth <= 3:
+        items = ", ".join(_mask_value(item, secrets, depth + 1) for item in value[:20])
+        more = ", …" if len(value) > 20 else ""
+        text = f"[{items}{more}]" if isinstance(value, list) else f"({items}{more})"
+    else:
+        text = _brief_repr.repr(value)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
     return text
 
 
@@ -49,6 +108,7 @@ def mask_options(options: Any, depth: int = 0) -> list[tuple[str, str]]:
     """(name, value) of cache OPTIONS, secret-looking values masked, nested dicts flattened."""
     if not isinstance(options, dict) or depth > 3:
         return []
+    secrets = {s for s in _option_secrets(options) if s}
     shown_options: list[tuple[str, str]] = []
     for name, value in sorted(options.items(), key=lambda item: str(item[0])):
         label = str(name)
@@ -58,34 +118,53 @@ def mask_options(options: Any, depth: int = 0) -> list[tuple[str, str]]:
             shown_options += [
                 (f"{label}.{sub}", text) for sub, text in mask_options(value, depth + 1)
             ]
-        elif isinstance(value, str):
-            shown_options.append((label, mask_location(value)))
         else:
-            shown_options.append((label, _brief_repr.repr(value)))
+            shown_options.append((label, _mask_value(value, secrets, depth)))
     return shown_options
 
 
+def _variants(secret: str) -> set[str]:
+    """A secret as written, percent-decoded and percent-encoded (error texts use any)."""
+    return {secret, unquote(secret), quote(secret, safe=""), quote(unquote(secret), safe="")}
+
+
 def _location_secrets(location: str) -> Iterator[str]:
-    """The userinfo and the secret query values written in one LOCATION."""
-    url = _URL_USERINFO_TEXT.search(location)
-    bare = _BARE_USERINFO.match(location)
-    userinfo = url.group("userinfo") if url is not None else bare.group()[:-1] if bare else ""
-    yield userinfo
-    yield userinfo.partition(":")[2]  # the password alone
-    for pair in _QUERY_PAIR.finditer(location):
-        if _SECRET_NAME.search(pair.group("name")):
-            yield pair.group("value")
+    """The userinfo, the password and the secret query values written in one LOCATION."""
+    for _scheme, userinfo, rest in _urls(location):
+        if userinfo and userinfo != "\0":
+            yield from _variants(userinfo)
+            password = userinfo.partition(":")[2]
+            if password:
+                yield from _variants(password)
+        for piece in _query_pairs(rest)[1]:
+            if _is_secret_pair(piece):
+                value = piece.partition("=")[2]
+                if value:
+                    yield from _variants(value)
 
 
 def _option_secrets(options: Any, depth: int = 0) -> Iterator[str]:
-    """The text values of secret-looking OPTIONS, nested dicts included."""
-    if not isinstance(options, dict) or depth > 3:
+    """The text values of secret-looking OPTIONS (nested dicts and lists included), and the
+    secrets of every URL among the option values."""
+    if depth > 3:
+        return
+    if isinstance(options, (list, tuple)):
+        for item in options:
+            if isinstance(item, str):
+                yield from _location_secrets(item)
+            else:
+                yield from _option_secrets(item, depth + 1)
+        return
+    if not isinstance(options, dict):
         return
     for name, value in options.items():
-        if isinstance(value, dict):
+        if isinstance(value, (dict, list, tuple)):
             yield from _option_secrets(value, depth + 1)
         elif isinstance(value, (str, bytes)) and _SECRET_NAME.search(str(name)):
-            yield value.decode(errors="replace") if isinstance(value, bytes) else value
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            yield from _variants(text)
+        elif isinstance(value, str):
+            yield from _location_secrets(value)
 
 
 def mask_text(text: str, config: dict[str, Any] | None = None) -> str:
@@ -102,7 +181,8 @@ def mask_text(text: str, config: dict[str, Any] | None = None) -> str:
         locations = [locations]
     secrets = {s for loc in locations for s in _location_secrets(str(loc))}
     secrets.update(_option_secrets(config.get("OPTIONS")))
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+    # Short fragments ("a", ":") would garble the text without hiding anything.
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
     return _QUERY_PAIR.sub(

@@ -15,8 +15,8 @@ import keyedcache
 from demo.forms import PriceForm
 from demo.models import Product
 from demo.reports import slow_price_report
-from demo_site.cache_config import describe_cache
 from keyedcache.counters import counters
+from keyedcache.dashboard.secrets import mask_location
 from keyedcache.models import find_by_id
 
 # find_by_id caches under (groupkey, pk). Using the class name as the group key
@@ -25,10 +25,17 @@ from keyedcache.models import find_by_id
 GROUP_KEY = Product.__name__
 
 
-def cache_backend() -> str:
-    """Describe the cache keyedcache uses here, without any password."""
+def cache_backend(request: HttpRequest) -> str:
+    """Describe the cache keyedcache uses here: its alias and backend class for everyone;
+    the location (passwords masked) only for staff, as on the dashboard."""
     alias = getattr(settings, "KEYEDCACHE_ALIAS", "default")
-    return f"{alias}: {describe_cache(settings.CACHES[alias])}"
+    config = settings.CACHES[alias]
+    backend = str(config.get("BACKEND", "?")).rsplit(".", 1)[-1]
+    user = getattr(request, "user", None)
+    location = config.get("LOCATION")
+    if location and user is not None and user.is_active and user.is_staff:
+        return f"{alias}: {backend} ({mask_location(location)})"
+    return f"{alias}: {backend}"
 
 
 def _ms(seconds: float) -> float:
@@ -39,7 +46,7 @@ def index(request: HttpRequest) -> HttpResponse:
     """List the products with links to their demo pages, and show the cache in use."""
     context: dict[str, Any] = {
         "products": Product.objects.all(),
-        "backend": cache_backend(),
+        "backend": cache_backend(request),
         "enabled": keyedcache.cache_enabled(),
         "counters": counters.snapshot(),
     }
@@ -64,7 +71,7 @@ def cold_warm(request: HttpRequest, pk: int) -> HttpResponse:
         "warm_ms": _ms(warm),
         "ratio": round(cold / warm) if warm > 0 else None,
         "key": slow_price_report.key(pk),  # type: ignore[attr-defined]
-        "backend": cache_backend(),
+        "backend": cache_backend(request),
     }
     return render(request, "demo/cold_warm.html", context)
 
@@ -94,6 +101,6 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "was_cached": was_cached,
         "key": keyedcache.cache_key(GROUP_KEY, pk),
         "form": form if form is not None else PriceForm(instance=product),
-        "backend": cache_backend(),
+        "backend": cache_backend(request),
     }
     return render(request, "demo/product.html", context)

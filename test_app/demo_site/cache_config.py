@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -20,12 +19,16 @@ FORMS = (
     "db://, file:///absolute/path"
 )
 
-_USERINFO = re.compile(r"//[^/@]*@")
-
-
 def redact(url: str) -> str:
-    """Return `url` with any user:password part replaced by `***`."""
-    return _USERINFO.sub("//***@", url)
+    """Return `url` with its user:password part (and any query password) masked.
+
+    keyedcache's own masker: it finds the userinfo up to the last `@`, whatever
+    characters the password holds, where a pattern stopping at the first `@` or
+    `/` would leave the rest of the password showing.
+    """
+    from keyedcache.dashboard.secrets import mask_location
+
+    return mask_location(url)
 
 
 def _bad(value: str, reason: str) -> ImproperlyConfigured:

@@ -38,6 +38,8 @@ def _new_key(path: Path) -> str:
 SECRET_KEY = _secret_key()
 # A demo: debug pages on, unless KEYEDCACHE_DEMO_DEBUG=0.
 DEBUG = os.environ.get("KEYEDCACHE_DEMO_DEBUG", "1").lower() not in ("0", "false", "no", "off")
+# Debug pages list the settings: mask the passwords in cache locations too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "demo_site.reporting.MaskingFilter"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 
 INSTALLED_APPS = [

@@ -6,6 +6,7 @@ import pickle
 from collections.abc import Iterator
 from typing import Any
 
+from keyedcache.contrib.keyval.astore import AsyncKeyValMixin
 from keyedcache.contrib.keyval.backends import Backend, get_backend
 from keyedcache.contrib.keyval.limits import MAX_KEY_LENGTH, MAX_STORE_LENGTH
 from keyedcache.entry import NO_VALUE
@@ -14,8 +15,12 @@ from keyedcache.entry import NO_VALUE
 PICKLE_PROTOCOL = 5
 
 
-class DisconnectedError(RuntimeError):
-    """An operation on a KeyVal handle after its `disconnect()`."""
+class DisconnectedError(RuntimeError, NameError):
+    """An operation on a KeyVal handle after its `disconnect()`.
+
+    Also a NameError: django_keyval raised NameError there, and code written for
+    it (its own command did) catches that.
+    """
 
 
 def _shown(text: str) -> str:
@@ -60,7 +65,7 @@ def dumps(store: str, key: str, value: Any) -> bytes:
         ) from cause
 
 
-class KeyVal:
+class KeyVal(AsyncKeyValMixin):
     """A named, persistent key-value store: `KeyVal('settings').set('theme', 'dark')`.
 
     Keys are strings of up to 512 characters, store names up to 128; values
@@ -166,7 +171,10 @@ class KeyVal:
     # -- the whole store --------------------------------------------------------
 
     def flush(self) -> int:
-        """Delete every key of this store; return how many there were."""
+        """Delete every key of this store; return how many there were.
+
+        (django_keyval's returned None: `keyedcache.contrib.keyval.compat.KeyVal` does.)
+        """
         return self._backend().flush(self._name)
 
     def keys(self) -> list[str]:

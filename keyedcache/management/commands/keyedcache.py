@@ -8,80 +8,45 @@
     manage.py keyedcache delete-pattern PATTERN
     manage.py keyedcache clear [--yes]          every keyedcache entry (asks first)
 
-Every subcommand takes --alias (default: KEYEDCACHE_ALIAS) and --json. KEY is a
-logical key as text, e.g. `product::1`. Exit status: 0 done, 1 not found (get,
+Every subcommand takes --alias (default: KEYEDCACHE_ALIAS), --json and -v. KEY is
+a logical key as text, e.g. `product::1`. Exit status: 0 done, 1 not found (get,
 ttl) or the backend cannot do it, 2 bad arguments (nothing is deleted), 3 the
-backend did not answer (nothing is reported as done; --json prints an "error").
+backend did not answer (nothing is reported as done; --json prints an "error"),
+141 the reader of the output closed it early (`keys | head`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import decimal
-import json
 import pprint
 import sys
 import types
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 import keyedcache
 from keyedcache import conf
 from keyedcache.dashboard.secrets import outage_message
 from keyedcache.exceptions import CacheNotRespondingError, NotCachedError
 from keyedcache.keys import glob_literal
+from keyedcache.management.cli import (
+    PipeSafeCommand,
+    Progress,
+    dump_json,
+    render_stats,
+    subcommands,
+    verbosity_option,
+)
 from keyedcache.registry import get_cache
 
 #: Exit status for "not found" / "cannot", for bad arguments, and for a backend that did not answer.
 FAILED, USAGE, UNREACHABLE = 1, 2, 3
 
 
-def jsonable(value: Any) -> Any:
-    """A stand-in JSON can encode for `value` (dates as ISO text, anything else as repr)."""
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
-        return str(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)  # json.dumps calls back for elements it cannot hold
-    return repr(value)
-
-
-def dump_json(data: Any) -> str:
-    return json.dumps(data, default=jsonable, ensure_ascii=False)
-
-
-class Progress:
-    """A one-line progress bar on stderr; silent when stderr is not a terminal."""
-
-    width = 30
-
-    def __init__(self, stream: Any, label: str, enabled: bool) -> None:
-        self.stream = stream
-        self.label = label
-        self.enabled = enabled
-        self.drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
-            return
-        filled = self.width * done // total
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}", ending="")
-        self.stream.flush()
-        self.drawn = True
-
-    def finish(self) -> None:
-        if self.drawn:
-            self.stream.write("")  # end the bar's line
-
-
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = (
         "Look at and delete keyedcache entries: stats, keys [PATTERN], get KEY, ttl KEY, "
         "delete KEY [--children], delete-pattern PATTERN, clear [--yes]. Each takes "
@@ -98,9 +63,8 @@ class Command(BaseCommand):
         common.add_argument(
             "--json", action="store_true", help="print JSON for scripts instead of text"
         )
-        actions = parser.add_subparsers(
-            dest="action", metavar="SUBCOMMAND", title="subcommands", required=True
-        )
+        verbosity_option(common)
+        actions = subcommands(parser, "action", required=True)
         actions.add_parser(
             "stats",
             parents=[common],
@@ -234,7 +198,7 @@ class Command(BaseCommand):
         for key in keys:
             self.stdout.write(key)
         if self.verbosity > 1:
-            self.stderr.write(f"{len(keys)} key(s) matching {pattern!r}")
+            self.note(f"{len(keys)} key(s) matching {pattern!r}")
 
     def do_get(self, key: str, **options: Any) -> None:
         try:
@@ -353,47 +317,3 @@ def _stdin_is_a_terminal() -> bool:
         return bool(sys.stdin and sys.stdin.isatty())
     except (AttributeError, ValueError):  # replaced or closed
         return False
-
-
-def render_stats(data: dict[str, Any], alias: str) -> str:
-    """Readable text for a stats() report (or the per-process counters)."""
-    process = data.get("process") or {}
-    mine = process.get("counters") or {}
-    totals = data.get("totals")
-    lines = []
-    if totals is not None:
-        count = data.get("process_count")
-        where = f"{count} process(es)" if count is not None else "all processes"
-        if not data.get("cluster", True):
-            where = "this process only (other processes' records cannot be read)"
-        lines.append(f"keyedcache stats, cache alias {data.get('alias') or alias!r}: {where}")
-        names = list(dict.fromkeys([*totals, *mine]))
-        width = max([len(n) for n in names] + [8])
-        lines.append(f"{'':{width}}  {'all':>12}  {'this process':>12}")
-        for name in names:
-            lines.append(f"{name:{width}}  {totals.get(name, 0):>12,}  {mine.get(name, 0):>12,}")
-        lines.append(
-            f"{'hit rate':{width}}  {_percent(data.get('hit_rate')):>12}  "
-            f"{_percent(process.get('hit_rate')):>12}"
-        )
-        prefixes = data.get("prefixes") or []
-        if prefixes:
-            lines.append("")
-            lines.append("busiest key prefixes:")
-            pwidth = max(len(str(row.get("prefix"))) for row in prefixes[:10])
-            lines.append(f"  {'prefix':{pwidth}}  {'calls':>10}  {'hits':>10}  {'hit rate':>8}")
-            for row in prefixes[:10]:
-                hits = int(row.get("hits", 0)) + int(row.get("local_hits", 0))
-                lines.append(
-                    f"  {row.get('prefix')!s:{pwidth}}  {int(row.get('calls', 0)):>10,}  "
-                    f"{hits:>10,}  {_percent(row.get('hit_rate')):>8}"
-                )
-    else:
-        lines.append(f"keyedcache counters of this process (cache alias {alias!r}):")
-        width = max([len(n) for n in mine] + [8])
-        lines += [f"  {name:{width}}  {value:>12,}" for name, value in mine.items()]
-    return "\n".join(lines)
-
-
-def _percent(rate: Any) -> str:
-    return "-" if rate is None else f"{100 * float(rate):.1f}%"

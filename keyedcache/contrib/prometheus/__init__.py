@@ -1,0 +1,1 @@
+"""Prometheus export of keyedcache's cluster-wide counters: add this app to INSTALLED_APPS."""
