@@ -19,6 +19,7 @@ FORMS = (
     "db://, file:///absolute/path"
 )
 
+
 def redact(url: str) -> str:
     """Return `url` with its user:password part (and any query password) masked.
 
