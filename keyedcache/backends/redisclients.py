@@ -47,6 +47,13 @@ class LibraryClientAdapter(RedisAdapter):
             return self._chosen_codec
 
 
+def _plain_decode(raw: Any) -> Any:
+    """Decode what a pickle serializer without compressor stored: a raw int, or a pickle."""
+    if isinstance(raw, int) or raw.isdigit():  # a token (pickles never start with a digit)
+        return int(raw)
+    return pickle.loads(raw)
+
+
 def codec_for(client: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     """(encode, decode) of keyedcache's stored values on a django-redis/django-valkey client.
 
@@ -59,9 +66,13 @@ def codec_for(client: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     stored as the numbers the library itself would store.
     """
     serializer = client._serializer
-    if "pickle" in type(serializer).__module__.rsplit(".", 1)[-1]:
-        return client.encode, client.decode
     compressor = client._compressor
+    if "pickle" in type(serializer).__module__.rsplit(".", 1)[-1]:
+        if type(compressor).__name__ != "IdentityCompressor":
+            return client.encode, client.decode
+        # No compressor: the same bytes the library's decode would take, read
+        # without its int/float parsing attempts (an exception per record).
+        return client.encode, _plain_decode
     library = type(client).__module__.split(".", 1)[0]
     compressor_error = import_module(f"{library}.exceptions").CompressorError
 
