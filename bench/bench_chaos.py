@@ -234,6 +234,7 @@ def one_fault(
     if fault == "kill -9":
         server.start()
     else:
+        assert server.process is not None
         os.kill(server.process.pid, signal.SIGCONT)
     resume_at = time.time()
     results = [out.get(timeout=until - time.time() + 120) for _ in procs]

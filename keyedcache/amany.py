@@ -142,7 +142,7 @@ class AsyncManyMixin(AsyncParts):
             for key in await self._hop("keys", pattern, strict=strict):
                 yield key
             return
-        if not self.enabled:
+        if not self.enabled or not self.guard.closed_or_refuse("list keys", pattern, strict=strict):
             return
         prefix = pattern_scan_prefix(pattern, self.namespace)
         try:

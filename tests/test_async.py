@@ -287,6 +287,56 @@ def test_async_memoized_function_invalidates_and_refreshes(backend: BackendConfi
     assert runs == [1, 1, 1]
 
 
+def test_an_invalidation_during_an_async_computation_wins(backend: BackendConfig) -> None:
+    runs: list[int] = []
+
+    async def body() -> tuple[int, int]:
+        computing = asyncio.Event()
+        release = asyncio.Event()
+
+        @cache_function(60)
+        async def report(x: int) -> int:
+            runs.append(x)
+            if len(runs) == 1:
+                computing.set()
+                await asyncio.wait_for(release.wait(), DEADLINE)
+            return len(runs)
+
+        first = asyncio.ensure_future(report(1))
+        await asyncio.wait_for(computing.wait(), DEADLINE)
+        await report.ainvalidate(1)  # after the basis was read, before the result is stored
+        release.set()
+        old = await first
+        return old, await report(1)  # the old result was never stored as current
+
+    assert run(body) == (1, 2)
+    assert runs == [1, 1]
+
+
+def test_async_calls_do_nothing_while_keyedcache_is_disabled(backend: BackendConfig) -> None:
+    runs: list[int] = []
+
+    @cache_function(60)
+    async def compute(x: int) -> int:
+        runs.append(x)
+        return x
+
+    async def body() -> tuple[Any, ...]:
+        await acache_set("off", value=1)
+        return (
+            await acache_get("off", default="missed"),
+            await acache_add("off", value=2),
+            await compute(3),
+            await compute(3),
+        )
+
+    keyedcache.cache_enable(False)
+    assert run(body) == ("missed", False, 3, 3)
+    keyedcache.cache_enable(True)
+    assert runs == [3, 3]
+    assert cache_get("off", default="absent") == "absent"
+
+
 @pytest.mark.backends(*NATIVE)
 def test_background_refresh_runs_as_a_task_and_serves_the_stale_value(
     backend: BackendConfig,
@@ -436,17 +486,22 @@ urlpatterns = [path("scoped/", scoped_view)]
 def test_request_scope_under_asgi_answers_repeated_async_reads(backend: BackendConfig) -> None:
     cache_set("shared", value="original")
 
-    async def body() -> list[dict[str, Any]]:
+    async def one() -> dict[str, Any]:
+        return (await AsyncClient().get("/scoped/?n=0")).json()  # type: ignore[no-any-return]
+
+    async def several() -> list[dict[str, Any]]:
         client = AsyncClient()
-        responses = await asyncio.gather(*[client.get(f"/scoped/?n={n}") for n in range(4)])
+        responses = await asyncio.gather(*[client.get(f"/scoped/?n={n}") for n in range(1, 5)])
         return [r.json() for r in responses]
 
-    for n, data in enumerate(run(body)):
-        assert data["scoped"] is True
-        assert data["first"] in ("original", "changed behind the scope")
-        assert data["second"] == data["first"]  # the scope answered the second read
-        assert data["mine"] == str(n)  # each request sees its own write
+    alone = run(one)
+    # The key changed in the backend between the two reads; the scope kept its copy.
+    assert alone == {"first": "original", "second": "original", "mine": "0", "scoped": True}
     assert cache_get("shared") == "changed behind the scope"
+    for n, data in enumerate(run(several), start=1):
+        assert data["second"] == data["first"] == "changed behind the scope"
+        assert data["mine"] == str(n)  # concurrent requests: each sees its own write
+        assert data["scoped"] is True
 
 
 # -- keyval and the model finders ----------------------------------------------------------

@@ -5,6 +5,10 @@ memoized calls / children deletes while the test kills or hangs the server and
 brings it back. No caller may see an exception or a wrong value, each process's
 circuit breaker must open, and each process must round-trip a set/get again
 once the server is back. Speed figures are in bench/bench_chaos.py, not here.
+
+PostgreSQL is the machine's shared server: it is not killed here. Its fault is
+a terminated connection (pg_terminate_backend); bench/bench_chaos.py kills and
+hangs a TCP proxy in front of it instead.
 """
 
 from __future__ import annotations
@@ -172,3 +176,31 @@ def test_callers_see_no_fault_the_breaker_opens_and_service_returns(
         assert figures["calls"] > 0
         assert figures["opens"] >= 1, "the breaker did not open"
         assert figures["served"] and figures["closed"], "service did not return"
+
+
+@pytest.mark.backends("db-postgres")
+def test_a_terminated_database_connection_is_replaced_before_the_next_query(
+    backend: BackendConfig,
+) -> None:
+    """PostgreSQL ends this thread's connection (a real fault, not the shared server's
+    death): the next call misses, the one after it reconnects, outside any request."""
+    import psycopg
+    from django.db import connections
+
+    import keyedcache
+
+    keyedcache.cache_set("severed", value="kept")
+    connection = connections[backend.cache_db]
+    pid = connection.connection.info.backend_pid
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        dbname=settings["NAME"],
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert keyedcache.cache_get("severed", default="miss") == "miss"  # failed: a miss
+    assert keyedcache.cache_get("severed") == "kept"  # a new connection
+    assert connection.connection.info.backend_pid != pid

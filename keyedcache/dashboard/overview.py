@@ -21,7 +21,7 @@ from keyedcache.dashboard.chart import build_chart
 from keyedcache.dashboard.context import page_context, url
 from keyedcache.dashboard.formatting import ago, duration, number, percent, shown, when
 from keyedcache.dashboard.http import allow
-from keyedcache.dashboard.secrets import mask_location, mask_options, outage_message
+from keyedcache.dashboard.secrets import mask_location, mask_options, mask_text, outage_message
 from keyedcache.exceptions import CacheNotRespondingError
 from keyedcache.registry import default_cache
 from keyedcache.reporting import flush_interval
@@ -233,7 +233,10 @@ def breaker_rows() -> list[dict[str, Any]]:
                 "since": ago(snap["since"]),
                 "opens_last_hour": number(snap["opens_last_hour"]),
                 "opens": number(snap["opens"]),
-                "last_error": snap["last_error"],
+                # The error's type only, today; masked anyway, should it ever carry text.
+                "last_error": mask_text(
+                    str(snap["last_error"]), settings.CACHES.get(snap["alias"], {})
+                ),
                 "tuning": (
                     f"opens after {snap['failures']} failures or {snap['timeouts']} timeouts "
                     f"in a row; probes after {duration(snap['cooldown'])}"
