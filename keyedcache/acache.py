@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -22,6 +23,8 @@ from keyedcache.entry import (
 from keyedcache.exceptions import NotCachedError
 from keyedcache.guard import raise_if_unpicklable
 from keyedcache.local import current_scope
+from keyedcache.signals import HIT, LOCAL_HIT, LOCAL_MISS, MISS, listening
+from keyedcache.signals import read as signal_read
 from keyedcache.validation import checked_length
 
 
@@ -42,11 +45,14 @@ class AsyncCacheMixin(AsyncManyMixin):
             return await self._hop("get", key, default)
         if self.enabled:
             counts = counters.slots(key)
+            started = time.perf_counter() if listening[0] else 0.0  # 0.0: nobody listens
             scope = current_scope()
             table = None if scope is None else scope.tables.get(self.scope_id)
             value = UNSEEN if table is None else table.get(key, UNSEEN)
             if value is not UNSEEN and value is not NO_VALUE:
                 counts[LOCAL_HITS] += 1
+                if started:
+                    signal_read(self, key, LOCAL_HIT, started)
                 return value
             raw: Any = NO_VALUE
             fetched = value is UNSEEN  # else the request scope knew the key absent
@@ -57,8 +63,12 @@ class AsyncCacheMixin(AsyncManyMixin):
                     scope.remember(self.scope_id, key, value)
             if value is not NO_VALUE:
                 counts[HITS] += 1
+                if started:
+                    signal_read(self, key, HIT, started)
                 return value
             counts[MISSES if fetched else LOCAL_MISSES] += 1
+            if started:
+                signal_read(self, key, MISS if fetched else LOCAL_MISS, started)
             if type(raw) is Undecodable:
                 self.guard.decode_failed(key, raw.error)
         if default is NO_VALUE:
@@ -75,6 +85,7 @@ class AsyncCacheMixin(AsyncManyMixin):
         if not self.enabled:
             return NO_VALUE, None
         counts = counters.slots(key)
+        started = time.perf_counter() if listening[0] else 0.0  # 0.0: nobody listens
         scope = current_scope()
         if scope is not None:
             table = scope.tables.get(self.scope_id)
@@ -82,15 +93,21 @@ class AsyncCacheMixin(AsyncManyMixin):
                 value = table.get(key, NO_VALUE)
                 if value is not NO_VALUE:
                     counts[LOCAL_HITS] += 1
+                    if started:
+                        signal_read(self, key, LOCAL_HIT, started, "memoized")
                     return value, None
         raw = await self._afetch(key)
         value = fresh_value(raw)
         if value is not NO_VALUE:
             counts[HITS] += 1
+            if started:
+                signal_read(self, key, HIT, started, "memoized")
             if scope is not None:
                 scope.remember(self.scope_id, key, value)
             return value, raw
         counts[MISSES] += 1
+        if started:
+            signal_read(self, key, MISS, started, "memoized")
         if type(raw) is Undecodable:
             self.guard.decode_failed(key, raw.error)
         return NO_VALUE, (raw if is_packed(raw) else None)

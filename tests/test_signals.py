@@ -195,3 +195,31 @@ def test_a_failing_receiver_is_logged_and_the_read_goes_on(
     finally:
         signals.cache_read.disconnect(broken)
     assert "receiver bug" in caplog.text
+
+
+@pytest.mark.backends("locmem", "redis", "valkey")
+def test_async_reads_send_their_outcome(backend: Any, reads: Recorder) -> None:
+    # On Redis-family backends acache_get has its own native path (no thread hop):
+    # it must report the same outcomes as the sync read does.
+    from keyedcache import acache_get
+
+    cache_set("asig", "a", value=0)
+
+    async def run() -> None:
+        await acache_get("asig", "a")
+        await acache_get("asig", "b", default=None)
+        with request_cache():
+            await acache_get("asig", "a")
+            await acache_get("asig", "a")
+            await acache_get("asig", "b", default=None)
+            await acache_get("asig", "b", default=None)
+
+    asyncio.run(run())
+    assert outcomes(reads) == [
+        ("asig::a", "hit", "get"),
+        ("asig::b", "miss", "get"),
+        ("asig::a", "hit", "get"),
+        ("asig::a", "local_hit", "get"),
+        ("asig::b", "miss", "get"),
+        ("asig::b", "local_miss", "get"),
+    ]
