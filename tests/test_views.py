@@ -724,7 +724,7 @@ def test_the_stats_page_shows_cluster_and_process_figures(
     assert rows["hit_rate"]["label"] == "Cache Hit Rate"
     assert rows["hit_rate"]["process"] == "50.0%"
     assert rows["sets"]["process"] == "2"
-    for name in ("local_hits", "deletes", "errors", "executions"):
+    for name in ("local_hits", "local_misses", "deletes", "errors", "executions", "waits"):
         assert name in rows
     prefixes = {row["prefix"]: row for row in context["prefixes"]}
     assert prefixes["product"]["calls"] == "6" and prefixes["product"]["rate"] == "50.0%"

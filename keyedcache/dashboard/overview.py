@@ -37,11 +37,14 @@ COUNTERS = (
     ("hits", "Hits"),
     ("local_hits", "First-level hits"),
     ("misses", "Misses"),
+    ("local_misses", "First-level misses (no backend read)"),
     ("sets", "Sets"),
     ("deletes", "Deletes"),
     ("errors", "Errors"),
     ("executions", "Memoized-body executions"),
+    ("waits", "Single-flight waits"),
     ("wait_timeouts", "Single-flight wait timeouts"),
+    ("decode_errors", "Undecodable entries read"),
     ("breaker_opens", "Circuit-breaker opens"),
 )
 
