@@ -358,7 +358,7 @@ class BackendConfig:
             try:
                 yield
             finally:
-                caches.close_all()
+                close_caches()
                 if self.name == "file":
                     os.unlink(config["LOCATION"])
 
@@ -486,14 +486,44 @@ def backend(request: pytest.FixtureRequest) -> Iterator[BackendConfig]:
             _clear_backend(cfg)
 
 
+def close_caches() -> None:
+    """`caches.close_all()`, and disconnect the Redis-family clients it leaves open.
+
+    Django's RedisCache, django-redis and django-valkey keep their connections on
+    close() (by design: pools outlive requests). In the tests each override of
+    CACHES builds new cache objects, and the main thread's context keeps the old
+    ones alive, so without this every test would leave its sockets open.
+    """
+    for cache in caches.all(initialized_only=True):
+        clients: list[Any] = list(getattr(getattr(cache, "client", None), "_clients", None) or [])
+        pools = getattr(getattr(cache, "_cache", None), "_pools", None) or {}
+        for client in clients:
+            if client is None:
+                continue
+            with contextlib.suppress(Exception):
+                if hasattr(client, "nodes_manager"):  # a cluster client: a pool per node
+                    for node in list(client.nodes_manager.nodes_cache.values()):
+                        node_client = getattr(node, "valkey_connection", None) or getattr(
+                            node, "redis_connection", None
+                        )
+                        if node_client is not None:
+                            node_client.connection_pool.disconnect()
+                else:
+                    client.connection_pool.disconnect()
+        for pool in list(pools.values()):
+            with contextlib.suppress(Exception):
+                pool.disconnect()
+    caches.close_all()
+
+
 def _clear_backend(cfg: BackendConfig) -> None:
     # Each test has its own KEY_PREFIX, so clearing is about memory, not isolation.
     if any(not s.running for s in cfg.servers):
-        caches.close_all()
+        close_caches()
         return
     with contextlib.suppress(Exception):
         caches["default"].clear()
-    caches.close_all()
+    close_caches()
     if cfg.name == "locmem":
         from django.core.cache.backends import locmem
 

@@ -36,7 +36,7 @@ import importlib
 import json
 import os
 import pickle
-import select
+import selectors
 import socket
 import subprocess
 import sys
@@ -241,7 +241,11 @@ class Worker:
                     f"child pid {self.pid} did not answer within {timeout:g}s (killed)",
                     self.log_tail(),
                 )
-            ready, _, _ = select.select([fd], [], [], remaining)
+            # selectors (epoll/poll), not select.select: a long session holds
+            # many sockets, and select() cannot watch a descriptor above 1023.
+            with selectors.DefaultSelector() as selector:
+                selector.register(fd, selectors.EVENT_READ)
+                ready = selector.select(remaining)
             if not ready:
                 continue
             chunk = os.read(fd, 1 << 16)
