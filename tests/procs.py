@@ -233,29 +233,28 @@ class Worker:
         assert self.process.stdout is not None
         fd = self.process.stdout.fileno()
         deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
-                raise ChildError(
-                    f"child pid {self.pid} did not answer within {timeout:g}s (killed)",
-                    self.log_tail(),
-                )
-            # selectors (epoll/poll), not select.select: a long session holds
-            # many sockets, and select() cannot watch a descriptor above 1023.
-            with selectors.DefaultSelector() as selector:
-                selector.register(fd, selectors.EVENT_READ)
-                ready = selector.select(remaining)
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                self.process.wait(timeout=10)
-                raise ChildError(
-                    f"child pid {self.pid} exited with {self.process.returncode}",
-                    self.log_tail(),
-                )
-            self._buffer += chunk
+        # selectors (epoll/poll), not select.select: a long session holds many
+        # sockets, and select() cannot watch a descriptor above 1023.
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill()
+                    raise ChildError(
+                        f"child pid {self.pid} did not answer within {timeout:g}s (killed)",
+                        self.log_tail(),
+                    )
+                if not selector.select(remaining):
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    self.process.wait(timeout=10)
+                    raise ChildError(
+                        f"child pid {self.pid} exited with {self.process.returncode}",
+                        self.log_tail(),
+                    )
+                self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         reply: dict[str, Any] = _decode(line)
         self.threads = reply.get("threads", 1)
